@@ -67,3 +67,10 @@ class InvalidArgumentError(NapbenchError, ValueError):
 
 class NumericalError(NapbenchError, ArithmeticError):
     """A computation gave a non-finite or undefined value that would otherwise come back as NaN/inf."""
+
+
+class OutputPathError(NapbenchError, OSError):
+    """An output path cannot be written safely (a folder, someone else's file, unwritable)."""
+
+    def __str__(self) -> str:  # OSError would otherwise format errno-style
+        return str(self.args[0])
