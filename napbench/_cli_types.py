@@ -135,3 +135,32 @@ def model_source(text: str) -> str:
             f"model file {text!r} not found; expected an .onnx/.keras/.h5 file, a SavedModel folder or 'module:callable'"
         )
     raise argparse.ArgumentTypeError(f"model {text!r} is neither a file nor 'module:callable'; expected e.g. 'mypkg.models:resnet18'")
+
+
+def output_file(what: str, suffixes: tuple[str, ...] = ()) -> Callable[[str], str]:
+    """An argparse type for an output file path, checked before any work is done.
+
+    Refused: a path ending in none of ``suffixes`` (when given), an existing folder, a dangling
+    link, a path inside a file, a folder that is not writable. Whether an existing file may be
+    replaced is decided when it is written (:mod:`napbench._io`).
+    """
+
+    def parse(text: str) -> str:
+        p = Path(text).expanduser()
+        if suffixes and p.suffix.lower() not in suffixes:
+            raise argparse.ArgumentTypeError(f"output {text!r} does not end in {' or '.join(suffixes)}; expected a {what} path")
+        if p.is_symlink() and not p.exists():
+            raise argparse.ArgumentTypeError(f"output {text!r} is a dangling link; expected a {what} path")
+        if p.is_dir():
+            raise argparse.ArgumentTypeError(f"output {text!r} is an existing folder; expected a {what} path")
+        for parent in p.parents:
+            if parent.exists():
+                if not parent.is_dir():
+                    raise argparse.ArgumentTypeError(f"output {text!r} is inside {str(parent)!r}, which is a file; expected a folder")
+                if not os.access(parent, os.W_OK | os.X_OK):
+                    raise argparse.ArgumentTypeError(f"output {text!r}: folder {str(parent)!r} is not writable")
+                break
+        return text
+
+    parse.__name__ = what
+    return parse

@@ -20,7 +20,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from napbench._cli_types import count, input_shape, model_source
+from napbench._cli_types import count, input_shape, model_source, output_file
 from napbench.errors import InvalidArgumentError, NapbenchError, OutputPathError
 
 EXIT_USAGE = 2
@@ -151,7 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("convert", help="convert a model to a computation graph and write/append it to Parquet")
     _add_model_args(p)
-    p.add_argument("-o", "--output", required=True, help="Parquet dataset to create or append to")
+    p.add_argument("-o", "--output", required=True, type=output_file("Parquet dataset", (".parquet",)),
+                   help="Parquet dataset to create or append to")
     p.add_argument("--append", action="store_true", help="append to an existing dataset instead of replacing it")
     p.set_defaults(func=cmd_convert)
 
@@ -162,7 +163,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("draw", help="draw a computation graph to PNG/SVG")
     _add_model_args(p)
-    p.add_argument("-o", "--output", required=True, help="picture path (.png or .svg)")
+    p.add_argument("-o", "--output", required=True, type=output_file("picture", (".png", ".svg", ".pdf", ".dot")),
+                   help="picture path (.png, .svg, .pdf or .dot)")
     p.add_argument("--row", type=count("--row"), default=None, help="row of a Parquet dataset")
     p.set_defaults(func=cmd_draw)
 
