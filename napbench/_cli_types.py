@@ -9,11 +9,12 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import re
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["MAX_COUNT", "MAX_INPUT_ELEMENTS", "count", "input_shape", "model_source", "probability"]
+__all__ = ["MAX_COUNT", "MAX_INPUT_ELEMENTS", "count", "input_shape", "model_source", "output_location_problem", "probability"]
 
 #: the largest count any option accepts (an int32; beyond it a run could never finish)
 MAX_COUNT = 2**31 - 1
@@ -21,6 +22,8 @@ MAX_COUNT = 2**31 - 1
 MAX_INPUT_ELEMENTS = 2**28
 #: how each model-file format starts (checked before a heavy frontend such as TensorFlow is imported)
 _HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+_INT = re.compile(r"[+-]?[0-9]+")
+_DIGITS = re.compile(r"[0-9]+")
 
 
 def count(what: str, *, minimum: int = 0, zero: str | None = None) -> Callable[[str], int]:
@@ -31,10 +34,9 @@ def count(what: str, *, minimum: int = 0, zero: str | None = None) -> Callable[[
     expected = f"an integer >= {minimum}" + (f" (0 = {zero})" if zero and minimum == 0 else "")
 
     def parse(text: str) -> int:
-        try:
-            value = int(text.strip(), 10)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{what} {text!r} is not an integer; expected {expected}") from None
+        if not _INT.fullmatch(text.strip()):
+            raise argparse.ArgumentTypeError(f"{what} {text!r} is not an integer; expected {expected}")
+        value = int(text.strip())
         if value < minimum:
             raise argparse.ArgumentTypeError(f"{what} {value} is out of range; expected {expected}")
         if value > MAX_COUNT:
@@ -75,7 +77,7 @@ def parse_shape(text: str) -> tuple[int, ...]:
     dims: list[int] = []
     for t in tokens:
         t = t.strip()
-        if not t.isdigit():  # refuses '-4', '+4', '3.0', 'x'
+        if not _DIGITS.fullmatch(t):  # refuses '-4', '+4', '3.0', 'x', '³'
             raise argparse.ArgumentTypeError(f"input shape {text!r}: {t!r} is not a positive integer; {form}")
         dims.append(int(t))
     if any(d <= 0 for d in dims):
@@ -137,6 +139,29 @@ def model_source(text: str) -> str:
     raise argparse.ArgumentTypeError(f"model {text!r} is neither a file nor 'module:callable'; expected e.g. 'mypkg.models:resnet18'")
 
 
+def output_location_problem(path: Path) -> str | None:
+    """Why nothing can be written at ``path`` (a parent is a file, the folder is read-only), or None.
+
+    Writability is probed by creating and removing a temp file in the nearest existing parent
+    (``os.access`` says yes to root even on read-only file systems such as sysfs).
+    """
+    import tempfile
+
+    for parent in path.parents:
+        if not parent.exists():
+            continue
+        if not parent.is_dir():
+            return f"it is inside {str(parent)!r}, which is a file; expected a folder"
+        try:
+            fd, probe = tempfile.mkstemp(prefix=".napbench-probe.", dir=parent)
+        except OSError as exc:
+            return f"folder {str(parent)!r} is not writable ({exc.strerror or type(exc).__name__})"
+        os.close(fd)
+        os.unlink(probe)
+        return None
+    return None
+
+
 def output_file(what: str, suffixes: tuple[str, ...] = ()) -> Callable[[str], str]:
     """An argparse type for an output file path, checked before any work is done.
 
@@ -153,13 +178,9 @@ def output_file(what: str, suffixes: tuple[str, ...] = ()) -> Callable[[str], st
             raise argparse.ArgumentTypeError(f"output {text!r} is a dangling link; expected a {what} path")
         if p.is_dir():
             raise argparse.ArgumentTypeError(f"output {text!r} is an existing folder; expected a {what} path")
-        for parent in p.parents:
-            if parent.exists():
-                if not parent.is_dir():
-                    raise argparse.ArgumentTypeError(f"output {text!r} is inside {str(parent)!r}, which is a file; expected a folder")
-                if not os.access(parent, os.W_OK | os.X_OK):
-                    raise argparse.ArgumentTypeError(f"output {text!r}: folder {str(parent)!r} is not writable")
-                break
+        problem = output_location_problem(p)
+        if problem:
+            raise argparse.ArgumentTypeError(f"output {text!r}: {problem}")
         return text
 
     parse.__name__ = what

@@ -42,6 +42,12 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         raise UsageError(f"{self.prog}: {message} (see '{self.prog} --help')")
 
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
+        for a in args or ():
+            if isinstance(a, str) and a.startswith("--") and a.endswith("=--"):  # argparse drops a '--' value silently
+                self.error(f"argument {a[:-3]}: expected a value, got '--'")
+        return super().parse_known_args(args, namespace)
+
     def exit(self, status: int = 0, message: str | None = None) -> NoReturn:
         if message:
             print(message, end="", file=sys.stderr if status else sys.stdout)
@@ -255,6 +261,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             if debug:
                 traceback.print_exc()
             return _error(_one_line(str(exc)) or type(exc).__name__)
+        except OSError as exc:
+            if debug:
+                traceback.print_exc()
+            if exc.filename is None:
+                return _error(f"internal error in {command}: {type(exc).__name__}: {_one_line(str(exc))}; "
+                              f"rerun with {DEBUG_ENV}=1 for the traceback")
+            # the environment refused a file operation (permission, read-only or full disk): not a bug of ours
+            return _error(f"cannot access {str(exc.filename)!r}: {exc.strerror or type(exc).__name__}")
         except Exception as exc:  # noqa: BLE001 - the one place every other failure becomes one line
             if debug:
                 traceback.print_exc()

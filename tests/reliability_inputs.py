@@ -44,7 +44,6 @@ def model_file(d: Path) -> Path:
 def onnx_model(*, in_ch: int = 3, w_in: int = 3, out_ch: int = 4, bias: bool = True) -> bytes:
     """A serialised ONNX Conv(+bias)->Relu on a 1 x in_ch x 8 x 8 input; ``w_in != in_ch`` makes the weight not fit."""
     import numpy as np
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     w = numpy_helper.from_array(np.full((out_ch, w_in, 3, 3), 0.1, dtype=np.float32), "w")
@@ -56,7 +55,7 @@ def onnx_model(*, in_ch: int = 3, w_in: int = 3, out_ch: int = 4, bias: bool = T
     nodes = [helper.make_node("Conv", ins, ["c"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]), helper.make_node("Relu", ["c"], ["y"])]
     graph = helper.make_graph(
         nodes, "tiny", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, in_ch, 8, 8])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], initializer=inits,
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, out_ch, 8, 8])], initializer=inits,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
@@ -72,9 +71,9 @@ def onnx_file(d: Path, **kw: int | bool) -> Path:
 
 def dataset_file(d: Path, name: str = "ds.parquet") -> Path:
     """A two-row napbench Parquet dataset converted from the tiny ONNX model."""
-    from napbench.conversion import from_onnx, write_graphs
-
     import warnings
+
+    from napbench.conversion import from_onnx, write_graphs
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -290,7 +290,7 @@ def test_f12_stale_temp_of_a_killed_writer_is_removed(tmp_path) -> None:
     from napbench.conversion.storage import read_graphs
 
     p = dataset_file(tmp_path)
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], check=False, capture_output=True, text=True)
     pid = int(dead.stdout)
     stale = tmp_path / f".{p.name}.{pid}.abc123.napbench-tmp.parquet"
     stale.write_bytes(b"half a parquet")
@@ -313,7 +313,7 @@ def test_f12_pool_workers_arm_parent_death_signal() -> None:
         "ctypes.CDLL(None).prctl(2, ctypes.byref(sig), 0, 0, 0)\n"  # PR_GET_PDEATHSIG
         "print(sig.value == signal.SIGKILL)\n"
     )
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    res = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=60)
     assert res.stdout.strip() == "True", res.stderr
     assert _die_with_parent is not None
 
@@ -357,7 +357,7 @@ def test_f14_garbage_keras_is_one_line_without_tensorflow(tmp_path) -> None:
         "import sys\nfrom napbench.cli import main\nrc = main(sys.argv[1:])\n"
         "print('tf' if 'tensorflow' in sys.modules else 'no-tf')\nsys.exit(rc)\n"
     )
-    res = subprocess.run([sys.executable, "-c", code, "show", str(bad)], capture_output=True, text=True, env=env, timeout=120)
+    res = subprocess.run([sys.executable, "-c", code, "show", str(bad)], check=False, capture_output=True, text=True, env=env, timeout=120)
     assert res.returncode == 2 and res.stdout.strip() == "no-tf"
     _one_error(res.stderr, "not a .keras archive")
 

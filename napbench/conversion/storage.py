@@ -284,7 +284,7 @@ def atomic_write_table(table: pa.Table, path: str | os.PathLike[str], *, row_gro
     """Write ``table`` to ``path`` atomically; an existing file is replaced only if it is a napbench Parquet file."""
     path = Path(path)
     with atomic_file(path, is_ours=is_napbench_parquet, what="napbench Parquet file", suffix=".parquet") as tmp:
-        pq.write_table(table, tmp, compression="zstd", row_group_size=row_group_size)
+        pq.write_table(table, tmp, compression="zstd", row_group_size=row_group_size, write_page_checksum=True)
     return path
 
 
@@ -394,7 +394,7 @@ def read_table(path: str | os.PathLike[str], *, columns: Sequence[str] | None = 
             raise SchemaError(
                 f"{str(path)!r} lacks column(s) {missing}; expected the napbench schema columns {GRAPH_COLUMNS}"
             )
-        return pq.read_table(path, columns=list(columns) if columns else None)
+        return pq.read_table(path, columns=list(columns) if columns else None, page_checksum_verification=True)
     except (pa.ArrowException, OSError, ValueError) as exc:
         if isinstance(exc, SchemaError):
             raise

@@ -6,8 +6,8 @@ import argparse
 import time
 from typing import Any
 
-from napbench._cli_types import count
-from napbench.errors import NapbenchError
+from napbench._cli_types import count, output_location_problem
+from napbench.errors import NapbenchError, OutputPathError
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -30,10 +30,27 @@ def cmd_build(args: argparse.Namespace) -> int:
     if not names:
         raise NapbenchError("no family given; expected family names or --all (see 'napbench datasets list')")
     for name in names:
+        _check_target(name, args.root)
+    for name in names:
         t0 = time.perf_counter()
         path = build(name, args.root, mirror=args.mirror, limit=args.limit or None, workers=args.workers, progress=not args.quiet)
         print(f"{name}: wrote {path} in {time.perf_counter() - t0:.1f} s")
     return 0
+
+
+def _check_target(name: str, root: str | None) -> None:
+    """Refuse, before any building, a dataset path that cannot be written or is someone else's file."""
+    from napbench.conversion.storage import is_napbench_parquet
+    from napbench.datasets import dataset_path, get_family
+
+    get_family(name)  # unknown names list the valid ones
+    path = dataset_path(name, root)
+    problem = output_location_problem(path)
+    if problem:
+        raise OutputPathError(f"dataset {str(path)!r}: {problem}")
+    if path.is_dir() or (path.exists() and not is_napbench_parquet(path)):
+        raise OutputPathError(f"dataset {str(path)!r} exists and is not a napbench Parquet file; expected a new path "
+                              "or one napbench wrote (move it away or pass another --root)")
 
 
 def cmd_show(args: argparse.Namespace) -> int:
@@ -41,6 +58,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     from napbench.cli import _dataset_summary
     from napbench.datasets import load
 
+    _check_target(args.name, args.root)
     ds = load(args.name, args.root, mirror=args.mirror)
     print(_dataset_summary(ds.path))
     return 0

@@ -21,13 +21,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from napbench._cli_types import count, input_shape, model_source, probability
+from napbench._cli_types import count, input_shape, model_source, output_location_problem, probability
 from napbench.errors import InvalidArgumentError, NapbenchError, OutputPathError
 
 _T = TypeVar("_T")
@@ -263,13 +262,9 @@ def _check_evaluate_out(out: Path) -> None:
         raise OutputPathError(
             f"output {str(out)!r} is a folder of other files; expected a new or empty folder, or an earlier evaluate output"
         )
-    for parent in out.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise OutputPathError(f"output {str(out)!r} is inside {str(parent)!r}, which is a file; expected a folder")
-            if not os.access(parent, os.W_OK | os.X_OK):
-                raise OutputPathError(f"output {str(out)!r}: folder {str(parent)!r} is not writable")
-            break
+    problem = output_location_problem(out)
+    if problem:
+        raise OutputPathError(f"output {str(out)!r}: {problem}")
 
 
 def add_parsers(sub: Any) -> None:

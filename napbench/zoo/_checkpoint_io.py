@@ -51,13 +51,11 @@ def check_checkpoint_target(path: str | os.PathLike[str]) -> None:
         raise OutputPathError(
             f"output {str(p)!r} exists and is not a napbench checkpoint folder; expected a new path or a napbench checkpoint folder"
         )
-    for parent in p.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise OutputPathError(f"output {str(p)!r} is inside {str(parent)!r}, which is a file; expected a folder")
-            if not os.access(parent, os.W_OK | os.X_OK):
-                raise OutputPathError(f"output {str(p)!r}: folder {str(parent)!r} is not writable")
-            return
+    from napbench._cli_types import output_location_problem
+
+    problem = output_location_problem(p)
+    if problem:
+        raise OutputPathError(f"output {str(p)!r}: {problem}")
 
 
 def read_config(folder: str | os.PathLike[str], where: str) -> dict[str, Any]:
