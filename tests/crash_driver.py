@@ -1,6 +1,6 @@
 """A fork server for ``test_crash_safety.py`` (run as a subprocess; not a test module).
 
-It imports napbench and loads the nb201 label table once, then for each JSON request read
+It imports napbench once (imports only: no thread pool may exist before a fork), then for each JSON request read
 from stdin forks a child that runs it -- the napbench CLI (``{"op": "cli", "argv": [...]}``)
 or a loop of checkpoint saves (``{"op": "save_loop", "target": ..., "n": N}``) -- prints the
 child's pid, waits for it and prints its wait status. The test kills the child with SIGKILL
@@ -29,10 +29,13 @@ def _save_loop(target: str, n: int) -> int:
 
 def main() -> None:
     from napbench.cli import main as cli_main
-    from napbench.datasets import get_family
     from napbench.zoo import get_predictor
 
-    get_family("nb201").load_labels()  # cached in this process; children inherit it
+    # nothing here may start a thread pool before fork (polars' would deadlock the children):
+    # only imports; the children load the label table themselves
+    import napbench.datasets  # noqa: F401
+    import polars  # noqa: F401
+
     get_predictor("flops")
     print("ready", flush=True)
     for line in sys.stdin:

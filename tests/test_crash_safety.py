@@ -27,8 +27,8 @@ import psutil
 import pytest
 
 SEED = 7
-BUILD_REPS = 10
-SAVE_REPS = 12
+BUILD_REPS = 6
+SAVE_REPS = 14
 TAG_ENV = "NAPBENCH_CRASH_TAG"
 
 
@@ -109,7 +109,7 @@ def leftovers(folder: Path, name: str) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if p.name.startswith(f".{name}."))
 
 
-@pytest.fixture()
+@pytest.fixture(scope="module")
 def driver():
     tag = uuid.uuid4().hex
     d = Driver(tag)
