@@ -252,8 +252,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             _error(f"{command} interrupted")
             return 130
         except BrokenPipeError:  # `napbench ... | head`: the reader left; not an error of ours
-            with contextlib.suppress(OSError, ValueError):
-                sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - keep interpreter shutdown quiet
             return 0
         except UsageError as exc:
             return _error(_one_line(str(exc)))
@@ -264,6 +262,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         except OSError as exc:
             if debug:
                 traceback.print_exc()
+            if exc.filename is None and isinstance(exc, FileNotFoundError) and str(exc):
+                return _error(_one_line(str(exc)))  # raised by napbench with a full message
             if exc.filename is None:
                 return _error(f"internal error in {command}: {type(exc).__name__}: {_one_line(str(exc))}; "
                               f"rerun with {DEBUG_ENV}=1 for the traceback")
@@ -279,7 +279,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def entry() -> None:  # pragma: no cover - console script
     """Console-script entry point."""
-    sys.exit(main())
+    code = main()
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:  # the reader of our stdout left: keep interpreter shutdown quiet
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    sys.exit(code)
 
 
 if __name__ == "__main__":  # pragma: no cover

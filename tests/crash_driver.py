@@ -28,13 +28,13 @@ def _save_loop(target: str, n: int) -> int:
 
 
 def main() -> None:
-    from napbench.cli import main as cli_main
-    from napbench.zoo import get_predictor
-
     # nothing here may start a thread pool before fork (polars' would deadlock the children):
     # only imports; the children load the label table themselves
-    import napbench.datasets  # noqa: F401
     import polars  # noqa: F401
+
+    import napbench.datasets  # noqa: F401
+    from napbench.cli import main as cli_main
+    from napbench.zoo import get_predictor
 
     get_predictor("flops")
     print("ready", flush=True)

@@ -196,8 +196,11 @@ def _rewrite(p: Path, fn) -> None:
     pq.write_table(fn(t).replace_schema_metadata(t.schema.metadata), p)
 
 
-@pytest.mark.parametrize("damage", ["no_nodes", "no_flops", "meta_not_json", "meta_not_object"])
-@pytest.mark.parametrize("row", [None, "1"])
+@pytest.mark.parametrize(
+    "damage,row",
+    [("no_nodes", None), ("no_nodes", "1"), ("no_flops", None), ("no_flops", "1"), ("meta_not_json", "1"),
+     ("meta_not_object", "1")],
+)
 def test_f08_parquet_missing_column_or_bad_meta(tmp_path, damage, row) -> None:
     p = dataset_file(tmp_path)
     if damage.startswith("no_"):
@@ -206,8 +209,6 @@ def test_f08_parquet_missing_column_or_bad_meta(tmp_path, damage, row) -> None:
     else:
         bad = "{not json" if damage == "meta_not_json" else "[1, 2]"
         _rewrite(p, lambda t: t.set_column(t.column_names.index("meta"), "meta", pa.array([bad] * t.num_rows)))
-    if row is None and damage.startswith("meta"):
-        pytest.skip("the dataset summary does not decode per-graph meta")
     code, _, err = run_cli(["show", str(p)] + (["--row", row] if row else []))
     assert code == 2
     _one_error(err, str(p) if damage.startswith("no_") else "'meta'")
