@@ -185,3 +185,25 @@ def output_file(what: str, suffixes: tuple[str, ...] = ()) -> Callable[[str], st
 
     parse.__name__ = what
     return parse
+
+
+def root_folder(text: str) -> str:
+    """A ``--root`` dataset folder: new or an existing folder (not a file, not inside a file)."""
+    p = Path(text).expanduser()
+    if p.exists() and not p.is_dir():
+        raise argparse.ArgumentTypeError(f"dataset root {text!r} is a file; expected a folder")
+    for parent in p.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise argparse.ArgumentTypeError(f"dataset root {text!r} is inside {str(parent)!r}, which is a file; expected a folder")
+            break
+    return text
+
+
+def mirror_folder(text: str) -> str:
+    """A ``--mirror`` folder of upstream label tables: it must exist."""
+    p = Path(text).expanduser()
+    if not p.is_dir():
+        found = "a file" if p.exists() else "not found"
+        raise argparse.ArgumentTypeError(f"mirror {text!r} is not a directory ({found}); expected the folder of upstream label tables")
+    return text

@@ -6,7 +6,7 @@ import argparse
 import time
 from typing import Any
 
-from napbench._cli_types import count, output_location_problem
+from napbench._cli_types import count, mirror_folder, output_location_problem, root_folder
 from napbench.errors import NapbenchError, OutputPathError
 
 
@@ -73,14 +73,14 @@ def add_parsers(sub: Any) -> None:
     q = dsub.add_parser("build", help="build family datasets")
     q.add_argument("names", nargs="*", help="family names")
     q.add_argument("--all", action="store_true", help="build every family")
-    q.add_argument("--root", default=None, help="dataset root (default $NAPBENCH_HOME or ~/.cache/napbench)")
-    q.add_argument("--mirror", default=None, help="upstream tables mirror (default $NAPBENCH_MIRROR)")
+    q.add_argument("--root", type=root_folder, default=None, help="dataset root (default $NAPBENCH_HOME or ~/.cache/napbench)")
+    q.add_argument("--mirror", type=mirror_folder, default=None, help="upstream tables mirror (default $NAPBENCH_MIRROR)")
     q.add_argument("--limit", type=count("--limit", zero="all"), default=None, help="only the first N architectures (0 = all)")
     q.add_argument("--workers", type=count("--workers", minimum=1), default=None, help="processes (default: all cores, max 2)")
     q.add_argument("--quiet", action="store_true", help="no progress bar")
     q.set_defaults(func=cmd_build)
     q = dsub.add_parser("show", help="summarise a family dataset")
     q.add_argument("name")
-    q.add_argument("--root", default=None)
-    q.add_argument("--mirror", default=None)
+    q.add_argument("--root", type=root_folder, default=None)
+    q.add_argument("--mirror", type=mirror_folder, default=None)
     q.set_defaults(func=cmd_show)

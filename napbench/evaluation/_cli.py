@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from napbench._cli_types import count, input_shape, model_source, output_location_problem, probability
+from napbench._cli_types import count, input_shape, mirror_folder, model_source, output_location_problem, probability, root_folder
 from napbench.errors import InvalidArgumentError, NapbenchError, OutputPathError
 
 _T = TypeVar("_T")
@@ -271,8 +271,8 @@ def add_parsers(sub: Any) -> None:
     """Register ``train``, ``evaluate`` and ``predict``."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--params", default=None, help="params.yaml to read defaults from (default ./params.yaml if present)")
-    common.add_argument("--root", default=None, help="dataset root (default $NAPBENCH_HOME or ~/.cache/napbench)")
-    common.add_argument("--mirror", default=None, help="upstream tables mirror (default $NAPBENCH_MIRROR)")
+    common.add_argument("--root", type=root_folder, default=None, help="dataset root (default $NAPBENCH_HOME or ~/.cache/napbench)")
+    common.add_argument("--mirror", type=mirror_folder, default=None, help="upstream tables mirror (default $NAPBENCH_MIRROR)")
     common.add_argument("--quiet", action="store_true", help="no progress bars")
 
     p = sub.add_parser("train", parents=[common], help="fit a predictor on source families and save a checkpoint")
