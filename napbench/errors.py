@@ -74,3 +74,7 @@ class OutputPathError(NapbenchError, OSError):
 
     def __str__(self) -> str:  # OSError would otherwise format errno-style
         return str(self.args[0])
+
+
+class CheckpointError(NapbenchError, FileNotFoundError):
+    """A checkpoint folder is missing, incomplete, corrupt or does not match its config."""

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 import shutil
+import struct
 import subprocess
-import tempfile
+import zlib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from napbench._io import atomic_file
 from napbench.errors import ConversionError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -41,26 +43,56 @@ def to_dot(g: CompGraph) -> str:
     return "\n".join(lines)
 
 
+#: how napbench marks its pictures, so that a redraw may replace them and nothing else
+_MARK = "napbench-graph"
+
+
+def _png_with_mark(data: bytes) -> bytes:
+    """``data`` (a PNG) with a ``tEXt Software=napbench-graph`` chunk after its IHDR chunk."""
+    if data[:8] != b"\x89PNG\r\n\x1a\n" or len(data) < 33:
+        return data
+    body = b"Software\x00" + _MARK.encode()
+    chunk = struct.pack(">I", len(body)) + b"tEXt" + body + struct.pack(">I", zlib.crc32(b"tEXt" + body) & 0xFFFFFFFF)
+    return data[:33] + chunk + data[33:]
+
+
+def _is_our_picture(path: Path) -> bool:
+    """Whether ``path`` is a picture napbench drew (it carries the napbench mark near its start)."""
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(4096)
+    except OSError:
+        return False
+    return _MARK.encode() in head
+
+
 def draw_graph(g: CompGraph, path: str | os.PathLike[str], *, fmt: str | None = None) -> str:
-    """Render ``g`` to ``path`` (PNG or SVG by suffix) with the ``dot`` program; atomic write."""
+    """Render ``g`` to ``path`` (PNG, SVG, PDF or DOT by suffix) with the ``dot`` program.
+
+    Written through :func:`napbench._io.atomic_file`: an existing file is replaced only when
+    it is a picture napbench drew (PNG, SVG and DOT carry a mark; a PDF is never replaced).
+    """
     path = Path(path)
     fmt = fmt or path.suffix.lstrip(".").lower() or "png"
     if fmt not in ("png", "svg", "pdf", "dot"):
         raise ConversionError(f"cannot draw to format {fmt!r}; expected png, svg, pdf or dot")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".{fmt}", dir=path.parent)
-    os.close(fd)
-    try:
-        if fmt == "dot":
-            Path(tmp).write_text(to_dot(g))
-        else:
-            dot = shutil.which("dot")
-            if dot is None:
-                raise ConversionError("the Graphviz 'dot' program is not installed; expected it on PATH (apt-get install graphviz)")
-            res = subprocess.run([dot, f"-T{fmt}", "-o", tmp], input=to_dot(g).encode(), capture_output=True, check=False)
-            if res.returncode != 0:
-                raise ConversionError(f"dot failed: {res.stderr.decode().strip().splitlines()[:1]}")
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    dot_src = f"// {_MARK}\n" + to_dot(g)
+    if fmt == "dot":
+        data = dot_src.encode()
+    else:
+        dot = shutil.which("dot")
+        if dot is None:
+            raise ConversionError("the Graphviz 'dot' program is not installed; expected it on PATH (apt-get install graphviz)")
+        res = subprocess.run([dot, f"-T{fmt}"], input=dot_src.encode(), capture_output=True, check=False)
+        if res.returncode != 0:
+            raise ConversionError(f"dot failed: {res.stderr.decode(errors='replace').strip().splitlines()[:1]}")
+        data = res.stdout
+        if fmt == "png":
+            data = _png_with_mark(data)
+        elif fmt == "svg":
+            text = data.decode("utf-8")
+            cut = text.find("?>") + 2 if text.startswith("<?xml") else 0
+            data = (text[:cut] + f"\n<!-- {_MARK} -->" + text[cut:]).encode("utf-8")
+    with atomic_file(path, is_ours=_is_our_picture, what="picture", suffix=f".{fmt}") as tmp:
+        tmp.write_bytes(data)
     return str(path)

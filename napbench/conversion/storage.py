@@ -27,14 +27,16 @@ Labels are wide typed columns (not a long table) so that lazy polars queries can
 sort on them without exploding rows, and a missing label is a null, never a NaN. The file's
 key-value metadata records ``napbench.schema_version``, ``napbench.vocab_version``,
 ``napbench.converter_version``, ``napbench.label_columns`` (JSON list) and any dataset
-metadata. Writes are atomic (temp file in the same directory, then rename).
+metadata. Writes go through :mod:`napbench._io` (atomic; an existing file is replaced only
+when it is a napbench Parquet file). Reads refuse, with one line, a file that is not Parquet,
+has no napbench metadata, has another ``schema_version`` than :data:`SCHEMA_VERSION`, lacks a
+graph column or holds a ``meta`` value that is not JSON.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -43,6 +45,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from napbench._io import atomic_file
 from napbench.conversion.graph import CompGraph, Node
 from napbench.conversion.vocab import VOCAB_VERSION
 from napbench.errors import SchemaError, VersionMismatchError
@@ -242,7 +245,7 @@ def graphs_from_arrow(table: pa.Table, *, validate: bool = True) -> list[CompGra
                 names[lo:hi], details[lo:hi],
             )
         )
-        meta: dict[str, Any] = json.loads(extra[r]) if extra[r] else {}
+        meta: dict[str, Any] = _decode_meta(extra[r], r)
         if validate:
             g = CompGraph(nodes, outputs[r], meta)
         else:
@@ -268,18 +271,20 @@ def _file_metadata(extra: Mapping[str, Any] | None, label_columns: Sequence[str]
     return {k.encode(): v.encode() for k, v in md.items()}
 
 
-def atomic_write_table(table: pa.Table, path: str | os.PathLike[str], *, row_group_size: int = 2048) -> Path:
-    """Write ``table`` to ``path`` atomically (temp file in the same directory, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+def is_napbench_parquet(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is a Parquet file written by napbench (its footer has napbench metadata)."""
     try:
-        pq.write_table(table, tmp, compression="zstd", row_group_size=row_group_size)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        md = pq.read_schema(path).metadata or {}
+    except (pa.ArrowException, OSError, ValueError):
+        return False
+    return b"napbench.schema_version" in md or b"napbench.vocab_version" in md
+
+
+def atomic_write_table(table: pa.Table, path: str | os.PathLike[str], *, row_group_size: int = 2048) -> Path:
+    """Write ``table`` to ``path`` atomically; an existing file is replaced only if it is a napbench Parquet file."""
+    path = Path(path)
+    with atomic_file(path, is_ours=is_napbench_parquet, what="napbench Parquet file", suffix=".parquet") as tmp:
+        pq.write_table(table, tmp, compression="zstd", row_group_size=row_group_size, write_page_checksum=True)
     return path
 
 
@@ -309,26 +314,55 @@ def write_graphs(
 
 
 def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The napbench key-value metadata of a Parquet file (values JSON-decoded where possible)."""
+    """The napbench key-value metadata of a Parquet file (values JSON-decoded where possible).
+
+    Raises :class:`SchemaError` for a file that is not Parquet, has no napbench metadata or
+    was written with another schema version than this napbench reads.
+    """
     path = Path(path)
+    if path.is_dir():
+        raise SchemaError(f"dataset {str(path)!r} is a folder; expected a napbench Parquet file")
     if not path.is_file():
         raise FileNotFoundError(f"dataset file {str(path)!r} not found; expected a napbench Parquet file")
     try:
         md = pq.read_schema(path).metadata or {}
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise SchemaError(f"{str(path)!r} is not a readable Parquet file ({exc}); expected a napbench dataset") from None
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        raise SchemaError(f"{str(path)!r} is not a readable Parquet file ({_first_line(exc)}); expected a napbench dataset") from None
     out: dict[str, Any] = {}
     for k, v in md.items():
-        key = k.decode()
+        key = k.decode("utf-8", "replace")
         if key.startswith("napbench."):
-            val = v.decode()
+            val = v.decode("utf-8", "replace")
             try:
                 out[key[9:]] = json.loads(val)
             except json.JSONDecodeError:
                 out[key[9:]] = val
     if "vocab_version" not in out:
         raise SchemaError(f"{str(path)!r} has no napbench metadata; expected a file written by napbench")
+    found = str(out.get("schema_version"))
+    if found != SCHEMA_VERSION:
+        raise SchemaError(
+            f"{str(path)!r} has napbench schema version {found}; this napbench reads schema version {SCHEMA_VERSION}"
+            " (rebuild or reconvert the dataset with this napbench)"
+        )
     return {k: (str(v) if k.endswith("_version") else v) for k, v in out.items()}
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def _decode_meta(text: str | None, row: int) -> dict[str, Any]:
+    if not text:
+        return {}
+    try:
+        meta = json.loads(text)
+    except (json.JSONDecodeError, TypeError):
+        raise SchemaError(f"row {row}: the 'meta' column is not JSON ({text[:40]!r}); expected a JSON object") from None
+    if not isinstance(meta, dict):
+        raise SchemaError(f"row {row}: the 'meta' column holds a JSON {type(meta).__name__}; expected a JSON object")
+    return meta
 
 
 def check_versions(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -341,11 +375,30 @@ def check_versions(path: str | os.PathLike[str]) -> dict[str, Any]:
     return md
 
 
+def num_rows(path: str | os.PathLike[str]) -> int:
+    """How many graphs a napbench Parquet file holds (read from its footer)."""
+    check_versions(path)
+    try:
+        return int(pq.read_metadata(path).num_rows)
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        raise SchemaError(f"{str(path)!r} is not a readable Parquet file ({_first_line(exc)}); expected a napbench dataset") from None
+
+
 def read_table(path: str | os.PathLike[str], *, columns: Sequence[str] | None = None) -> pa.Table:
-    """The raw Arrow table of a napbench Parquet file."""
-    md = check_versions(path)
-    del md
-    return pq.read_table(path, columns=list(columns) if columns else None)
+    """The raw Arrow table of a napbench Parquet file (every graph column must be present)."""
+    check_versions(path)
+    try:
+        names = pq.read_schema(path).names
+        missing = [c for c in (columns or GRAPH_COLUMNS) if c not in names]
+        if missing:
+            raise SchemaError(
+                f"{str(path)!r} lacks column(s) {missing}; expected the napbench schema columns {GRAPH_COLUMNS}"
+            )
+        return pq.read_table(path, columns=list(columns) if columns else None, page_checksum_verification=True)
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        if isinstance(exc, SchemaError):
+            raise
+        raise SchemaError(f"{str(path)!r} is corrupt ({_first_line(exc)}); expected a readable napbench dataset") from None
 
 
 def read_graphs(
@@ -355,7 +408,11 @@ def read_graphs(
     table = read_table(path, columns=GRAPH_COLUMNS)
     if rows is not None:
         table = table.take(list(rows))
-    return graphs_from_arrow(table, validate=validate)
+    try:
+        return graphs_from_arrow(table, validate=validate)
+    except (pa.ArrowException, IndexError, KeyError, TypeError, OverflowError) as exc:
+        raise SchemaError(f"{str(path)!r} holds malformed graph rows ({type(exc).__name__}: {_first_line(exc)}); "
+                          "expected graphs written by napbench") from None
 
 
 def scan_graphs(path: str | os.PathLike[str]) -> Any:

@@ -29,10 +29,11 @@ from napbench.conversion.storage import (
     graphs_from_arrow,
     graphs_to_arrow,
     read_metadata,
+    read_table,
 )
 from napbench.conversion.vocab import VOCAB_VERSION
 from napbench.datasets._registry import get_family
-from napbench.errors import NoLabelsError, SchemaError, VersionMismatchError
+from napbench.errors import InvalidArgumentError, NoLabelsError, SchemaError, VersionMismatchError
 
 HOME_ENV = "NAPBENCH_HOME"
 
@@ -50,6 +51,40 @@ def default_root(root: str | os.PathLike[str] | None = None) -> Path:
 def dataset_path(name: str, root: str | os.PathLike[str] | None = None) -> Path:
     """Where the Parquet file of family ``name`` lives."""
     return default_root(root) / f"{name}.parquet"
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Pool-worker initializer: the worker is killed when the process that started it dies.
+
+    Linux ``prctl(PR_SET_PDEATHSIG, SIGKILL)``; elsewhere a daemon thread polls the parent.
+    Then, if the parent died before the call took effect, exit at once.
+    """
+    import signal
+    import sys
+
+    armed = False
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            armed = libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) == 0
+        except (OSError, AttributeError):  # pragma: no cover - no libc prctl
+            armed = False
+    if not armed:  # pragma: no cover - non-Linux
+        import threading
+
+        def watch() -> None:
+            while os.getppid() == parent_pid:
+                time.sleep(0.5)
+            os._exit(1)
+
+        threading.Thread(target=watch, name="napbench-parent-watch", daemon=True).start()
+    if os.getppid() != parent_pid:
+        os._exit(1)
 
 
 def _build_chunk(args: tuple[str, list[str]]) -> pa.Table:
@@ -75,12 +110,21 @@ def build_graphs_table(
     else:
         import multiprocessing as mp
 
-        with ProcessPoolExecutor(workers, mp_context=mp.get_context("fork")) as ex:
+        with ProcessPoolExecutor(
+            workers, mp_context=mp.get_context("fork"), initializer=_die_with_parent, initargs=(os.getpid(),)
+        ) as ex:
             for c, t in zip(chunks, ex.map(_build_chunk, [(name, c) for c in chunks])):
                 tables.append(t)
                 bar.update(len(c))
     bar.close()
     return pa.concat_tables(tables).combine_chunks()
+
+
+def _check_count(what: str, value: int | None, *, minimum: int) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise InvalidArgumentError(f"{what}={value!r}; expected None or an integer >= {minimum}")
 
 
 def build(
@@ -100,6 +144,8 @@ def build(
     the set, ``limit`` keeps the first ``limit`` of it. Labels are loaded *before* anything is
     written, so a bad mirror leaves an existing dataset untouched.
     """
+    _check_count("limit", limit, minimum=0)
+    _check_count("workers", workers, minimum=1)
     fam = get_family(name)
     t0 = time.perf_counter()
     labels = fam.load_labels(mirror=str(mirror) if mirror is not None else None) if fam.labelled else None
@@ -245,20 +291,18 @@ def load(
             warnings.warn(f"dataset {str(path)!r} is stale ({stale}); rebuilding it", stacklevel=2)
             try:  # rebuild the same architectures the stale file held
                 archs = pq.read_table(path, columns=["arch"]).column("arch").to_pylist()
-            except (pa.ArrowInvalid, KeyError, OSError):
+            except (pa.ArrowException, KeyError, OSError, ValueError):
                 archs = None
             build(name, root, mirror=mirror, archs=archs, progress=progress)
     md = read_metadata(path)
     if md.get("vocab_version") != VOCAB_VERSION:  # pragma: no cover - build() always writes the current one
         raise VersionMismatchError(f"{path} still has vocabulary {md.get('vocab_version')}")
-    return GraphDataset(name, path, pq.read_table(path), md)
+    return GraphDataset(name, path, read_table(path), md)
 
 
 def load_file(path: str | os.PathLike[str]) -> GraphDataset:
     """A dataset from an explicit Parquet path (no building)."""
-    import pyarrow.parquet as pq
-
     from napbench.conversion.storage import check_versions
 
     md = check_versions(path)
-    return GraphDataset(str(md.get("family") or Path(path).stem), Path(path), pq.read_table(path), md)
+    return GraphDataset(str(md.get("family") or Path(path).stem), Path(path), read_table(path), md)

@@ -26,7 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from napbench.errors import InvalidArgumentError, NapbenchError
+from napbench._cli_types import count, input_shape, mirror_folder, model_source, output_location_problem, probability, root_folder
+from napbench.errors import InvalidArgumentError, NapbenchError, OutputPathError
 
 _T = TypeVar("_T")
 PARAMS_FILE = "params.yaml"
@@ -132,6 +133,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     from napbench.evaluation.protocols import ProtocolConfig, _metrics, build_predictor, labelled, sample_rows
     from napbench.evaluation.protocols import concat_datasets as concat
+    from napbench.zoo._checkpoint_io import check_checkpoint_target
 
     tp = _override(read_params(args.params, "train", TrainParams), args, predictor="predictor", sources="source",
                    epochs="epochs", max_train="max_train", seed="seed", val_frac="val_frac", out="out", root="root",
@@ -143,6 +145,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = ProtocolConfig(max_train=tp.max_train, epochs=tp.epochs, fit_seed=tp.seed, sample_seed=tp.seed,
                          root=tp.root, mirror=tp.mirror, progress=not args.quiet, zc_input_size=args.input_size)
     predictor = build_predictor(tp.predictor, cfg)
+    out = Path(tp.out or f"runs/checkpoints/{predictor.predictor_name.replace(':', '-')}-{'+'.join(dict.fromkeys(tp.sources))}")
+    check_checkpoint_target(out)  # before training: a target that is not a napbench checkpoint is refused now
     train_parts, train_y, vals = [], [], {}
     for i, fam in enumerate(dict.fromkeys(tp.sources)):
         data = labelled(fam, cfg)
@@ -162,7 +166,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     metrics = {}
     for fam, (vds, vy) in vals.items():
         metrics[f"validation {fam} (n={len(vy)})"] = _metrics(vy, predictor.predict(vds), (10,))
-    out = Path(tp.out or f"runs/checkpoints/{predictor.predictor_name.replace(':', '-')}-{'+'.join(dict.fromkeys(tp.sources))}")
     notes = (f"Held-out validation: a seeded {tp.val_frac:.0%} of each source family's sampled architectures "
              "(not used for fitting)." if metrics else "")
     predictor.save_pretrained(out, card={"metrics": metrics, "notes": notes})
@@ -181,8 +184,8 @@ def _resolve(spec: str) -> Any:
         return load(spec)
     if spec in list_predictors():
         return spec
-    if "/" in spec and not spec.startswith((".", "/", "~")):
-        return load(spec)  # a Hub repo id (needs the network)
+    if spec.startswith("hf://"):
+        return load(spec)  # an explicit Hub repo id (needs the network)
     from napbench.errors import UnknownNameError
 
     raise UnknownNameError("checkpoint folder or predictor", spec, list_predictors())
@@ -202,6 +205,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         zc_batch_size=ep.zc_batch_size, root=ep.root, mirror=ep.mirror, progress=not args.quiet,
         plots=ep.plots and not args.no_plots,
     )
+    _check_evaluate_out(Path(ep.out))
     if args.lofo:
         bad = [s for s in args.predictors if s not in _registered()]
         if bad:
@@ -230,7 +234,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from napbench.conversion import convert
     from napbench.zoo import load
 
-    predictor = load(args.checkpoint)
+    spec = args.checkpoint
+    if args.hub and not spec.startswith("hf://"):
+        spec = "hf://" + spec
+    predictor = load(spec)
     g = convert(args.model, input_shape=args.input_shape, allow_unknown=args.allow_unknown)
     value = float(predictor.predict([g])[0])
     fit = predictor.training_info.get("fit") or {}
@@ -242,28 +249,44 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _shape(text: str) -> tuple[int, ...]:
-    from napbench.cli import _shape as shape
+    return input_shape(text)
 
-    return shape(text)
+
+def _check_evaluate_out(out: Path) -> None:
+    """Refuse an ``evaluate --out`` that is a file, or a folder of someone else's files, before any work."""
+    if out.is_symlink() and not out.exists():
+        raise OutputPathError(f"output {str(out)!r} is a dangling link; expected a new or napbench-made folder")
+    if out.exists() and not out.is_dir():
+        raise OutputPathError(f"output {str(out)!r} is an existing file; expected a new folder or an earlier evaluate output")
+    if out.is_dir() and any(out.iterdir()) and not (out / "metrics.json").is_file():
+        raise OutputPathError(
+            f"output {str(out)!r} is a folder of other files; expected a new or empty folder, or an earlier evaluate output"
+        )
+    problem = output_location_problem(out)
+    if problem:
+        raise OutputPathError(f"output {str(out)!r}: {problem}")
 
 
 def add_parsers(sub: Any) -> None:
     """Register ``train``, ``evaluate`` and ``predict``."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--params", default=None, help="params.yaml to read defaults from (default ./params.yaml if present)")
-    common.add_argument("--root", default=None, help="dataset root (default $NAPBENCH_HOME or ~/.cache/napbench)")
-    common.add_argument("--mirror", default=None, help="upstream tables mirror (default $NAPBENCH_MIRROR)")
+    common.add_argument("--root", type=root_folder, default=None, help="dataset root (default $NAPBENCH_HOME or ~/.cache/napbench)")
+    common.add_argument("--mirror", type=mirror_folder, default=None, help="upstream tables mirror (default $NAPBENCH_MIRROR)")
     common.add_argument("--quiet", action="store_true", help="no progress bars")
 
     p = sub.add_parser("train", parents=[common], help="fit a predictor on source families and save a checkpoint")
     p.add_argument("predictor", nargs="?", default=None, help="registered predictor (kgnn, flops, params, zc:<proxy>, zc:vote)")
     p.add_argument("--source", action="append", default=None, help="source family (repeatable)")
     p.add_argument("--out", default=None, help="checkpoint folder (default runs/checkpoints/<predictor>-<sources>)")
-    p.add_argument("--epochs", type=int, default=None, help="training epochs (default: the predictor's)")
-    p.add_argument("--max-train", type=int, default=None, help="cap on architectures per source family (0 = all)")
-    p.add_argument("--seed", type=int, default=None, help="training and sampling seed")
-    p.add_argument("--val-frac", type=float, default=None, help="held-out fraction per source for the model card (default 0.1)")
-    p.add_argument("--input-size", type=int, default=None, help="zc:* only: cap on the proxies' input H and W")
+    p.add_argument("--epochs", type=count("--epochs", zero="the predictor's default"), default=None,
+                   help="training epochs (default: the predictor's)")
+    p.add_argument("--max-train", type=count("--max-train", zero="all"), default=None, help="cap on architectures per source family (0 = all)")
+    p.add_argument("--seed", type=count("--seed"), default=None, help="training and sampling seed")
+    p.add_argument("--val-frac", type=probability("--val-frac"), default=None,
+                   help="held-out fraction per source for the model card (default 0.1)")
+    p.add_argument("--input-size", type=count("--input-size", zero="none"), default=None,
+                   help="zc:* only: cap on the proxies' input H and W")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", parents=[common], help="zero-shot / k-shot evaluation on target families")
@@ -272,22 +295,29 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--target", action="append", default=None, help="target family (repeatable)")
     p.add_argument("--source", action="append", default=None, help="fit registered predictors on these families first")
     p.add_argument("--lofo", action="store_true", help="leave-one-family-out over --target families (default: the five labelled ones)")
-    p.add_argument("--shots", type=int, default=None, help="fine-tuning samples per seed (0 = zero-shot only; default 50)")
-    p.add_argument("--seeds", type=int, default=None, help="k-shot repetitions (default 5)")
-    p.add_argument("--max-eval", type=int, default=None, help="cap on evaluated architectures per target (0 = all)")
-    p.add_argument("--max-train", type=int, default=None, help="cap on training architectures per source (0 = all)")
-    p.add_argument("--epochs", type=int, default=None, help="training epochs when fitting on --source")
-    p.add_argument("--fine-tune-epochs", type=int, default=None, help="fine-tuning epochs")
-    p.add_argument("--sample-seed", type=int, default=None, help="seed of every architecture sample")
-    p.add_argument("--input-size", type=int, default=None, help="zc:* only: cap on the proxies' input H and W (0 = none; default 64)")
+    p.add_argument("--shots", type=count("--shots", zero="zero-shot only"), default=None,
+                   help="fine-tuning samples per seed (0 = zero-shot only; default 50)")
+    p.add_argument("--seeds", type=count("--seeds", minimum=1), default=None, help="k-shot repetitions (default 5)")
+    p.add_argument("--max-eval", type=count("--max-eval", zero="all"), default=None,
+                   help="cap on evaluated architectures per target (0 = all)")
+    p.add_argument("--max-train", type=count("--max-train", zero="all"), default=None,
+                   help="cap on training architectures per source (0 = all)")
+    p.add_argument("--epochs", type=count("--epochs", zero="the predictor's default"), default=None,
+                   help="training epochs when fitting on --source")
+    p.add_argument("--fine-tune-epochs", type=count("--fine-tune-epochs", zero="the predictor's default"), default=None,
+                   help="fine-tuning epochs")
+    p.add_argument("--sample-seed", type=count("--sample-seed"), default=None, help="seed of every architecture sample")
+    p.add_argument("--input-size", type=count("--input-size", zero="none"), default=None, help="zc:* only: cap on the proxies' input H and W (0 = none; default 64)")
     p.add_argument("--out", default=None, help="output folder (default runs/evaluate)")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("predict", help="predict a model's accuracy with a checkpoint")
-    p.add_argument("checkpoint", help="checkpoint folder (or Hub repo id)")
-    p.add_argument("model", help="an .onnx file, a .keras/.h5 file or SavedModel dir, or a torch 'module:callable'")
-    p.add_argument("--input-shape", type=_shape, default=None, help="C,H,W for torch models (no batch)")
+    p.add_argument("checkpoint", help="checkpoint folder (or a Hub repo id as hf://owner/name, or with --hub)")
+    p.add_argument("model", type=model_source,
+                   help="an .onnx file, a .keras/.h5 file or SavedModel dir, or a torch 'module:callable'")
+    p.add_argument("--hub", action="store_true", help="CHECKPOINT is a Hugging Face Hub repo id (owner/name)")
+    p.add_argument("--input-shape", type=input_shape, default=None, help="C,H,W for torch models (no batch)")
     p.add_argument("--allow-unknown", action="store_true", help="keep ops outside the vocabulary as 'unknown'")
     p.add_argument("--quiet", action="store_true", help="print only the number")
     p.set_defaults(func=cmd_predict)

@@ -1,7 +1,7 @@
 """Performance predictors: one interface, a registry, checkpoints as folders.
 
-``napbench.zoo.load("path/to/checkpoint")`` loads any saved predictor in one line (a name that
-is not a local folder is taken as a Hugging Face Hub repo id). ``list_predictors()`` names the
+``napbench.zoo.load("path/to/checkpoint")`` loads any saved predictor in one line (a Hugging
+Face Hub repo only when written ``hf://owner/name``). ``list_predictors()`` names the
 registered predictors (``kgnn``, ``flops``, ``params``, ``zc:<proxy>``, ``zc:vote``) and
 ``get_predictor(name, **kwargs)`` builds a fresh one. See :mod:`napbench.zoo._base` for the
 :class:`Predictor` interface and the checkpoint layout.

@@ -27,9 +27,12 @@ A checkpoint is a folder:
 * ``README.md`` -- a model card (training families, the metrics the caller passes in).
 
 Loading a checkpoint made with another vocabulary version raises
-:class:`~napbench.errors.VersionMismatchError`. :func:`load` takes a local folder; a name
-that is not a local path is treated as a Hugging Face Hub repo id and handed to the mixin's
-``from_pretrained`` (which downloads ``config.json`` and ``model.safetensors``).
+:class:`~napbench.errors.VersionMismatchError`; a corrupt one (truncated or non-safetensors
+weights, a config that does not fit its weights) a one-line
+:class:`~napbench.errors.CheckpointError` (see :mod:`napbench.zoo._checkpoint_io`; nothing is
+ever unpickled). :func:`load` takes a local folder; a Hugging Face Hub repo id only in the
+explicit form ``hf://owner/name`` (handed to the mixin's ``from_pretrained``, which downloads
+``config.json`` and ``model.safetensors``; refused at once when ``HF_HUB_OFFLINE`` is set).
 """
 
 from __future__ import annotations
@@ -40,8 +43,6 @@ import inspect
 import json
 import os
 import re
-import shutil
-import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -51,9 +52,11 @@ import numpy as np
 from huggingface_hub import PyTorchModelHubMixin
 from torch import nn
 
+from napbench._io import atomic_dir
 from napbench.conversion.graph import CompGraph
 from napbench.conversion.vocab import VOCAB_VERSION
-from napbench.errors import InvalidArgumentError, NapbenchError, UnknownNameError, VersionMismatchError
+from napbench.errors import CheckpointError, InvalidArgumentError, NapbenchError, UnknownNameError, VersionMismatchError
+from napbench.zoo._checkpoint_io import is_checkpoint_dir, load_weights, read_config
 
 if TYPE_CHECKING:  # pragma: no cover
     from napbench.datasets import GraphDataset
@@ -68,10 +71,6 @@ CARD_NAME = "README.md"
 RESERVED_CONFIG_KEYS = ("predictor", "vocab_version", "features_version", "napbench_version", "training")
 
 _P = TypeVar("_P", bound="Predictor")
-
-
-class CheckpointError(NapbenchError, FileNotFoundError):
-    """A checkpoint folder is missing or incomplete."""
 
 
 class Predictor(
@@ -178,27 +177,16 @@ class Predictor(
         ``metrics`` (``{setting: {metric: value}}`` or ``{metric: value}``), ``notes`` (str),
         ``datasets`` (list of family names; default: the training families). ``config``
         entries are merged into config.json (napbench's own keys always win). An existing
-        folder is replaced as a whole. ``push_to_hub``/``repo_id`` are passed to the mixin.
+        napbench checkpoint folder is replaced as a whole (through :func:`napbench._io.atomic_dir`);
+        any other existing path is refused. ``push_to_hub``/``repo_id`` are passed to the mixin.
         """
         if card is None and model_card_kwargs:
             card = model_card_kwargs.get("card")
         target = Path(save_directory)
-        target.parent.mkdir(parents=True, exist_ok=True)
         cfg = {**dict(config or {}), **self.checkpoint_config()}
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-        try:
+        with atomic_dir(target, is_ours=is_checkpoint_dir, what="napbench checkpoint folder") as tmp:
             (tmp / CARD_NAME).write_text(card if isinstance(card, str) else self.model_card(card), encoding="utf-8")
             super().save_pretrained(tmp, config=cfg)
-            if target.exists():
-                old = target.with_name(f".{target.name}.old-{os.getpid()}")
-                os.replace(target, old)
-                os.replace(tmp, target)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.replace(tmp, target)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
         if push_to_hub:  # pragma: no cover - needs the network; a later issue publishes to the Hub
             return self.push_to_hub(
                 repo_id or target.name, config=cfg, model_card_kwargs={"card": card}, **push_to_hub_kwargs
@@ -263,8 +251,6 @@ class Predictor(
         config: dict[str, Any] | None = None,
         **model_kwargs: Any,
     ) -> Predictor:
-        import safetensors.torch
-
         if not config:
             raise CheckpointError(f"checkpoint {model_id!r} has no {CONFIG_NAME}; expected a napbench checkpoint folder")
         check_checkpoint_config(config, model_id)
@@ -277,7 +263,13 @@ class Predictor(
         params = inspect.signature(target.__init__).parameters
         kwargs = {k: v for k, v in config.items() if k in params and k != "self"}
         kwargs.update({k: v for k, v in model_kwargs.items() if k in params})
-        model = target(**kwargs)
+        try:
+            model = target(**kwargs)
+        except (TypeError, ValueError, KeyError, IndexError, RuntimeError, OverflowError) as exc:
+            line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise CheckpointError(
+                f"checkpoint {model_id!r}: its {CONFIG_NAME} does not build a {name!r} predictor ({type(exc).__name__}: {line})"
+            ) from None
         if os.path.isdir(model_id):
             weights = os.path.join(model_id, WEIGHTS_NAME)
             if not os.path.isfile(weights):
@@ -289,7 +281,7 @@ class Predictor(
                 repo_id=model_id, filename=WEIGHTS_NAME, revision=revision, cache_dir=cache_dir,
                 force_download=force_download, token=token, local_files_only=local_files_only,
             )
-        safetensors.torch.load_model(model, weights, strict=strict, device=map_location)
+        load_weights(model, weights, model_id, strict=strict, device=map_location)
         model.training_info = dict(config.get("training") or {})
         model._hub_mixin_config = {k: v for k, v in config.items() if k not in RESERVED_CONFIG_KEYS}
         model.eval()
@@ -476,34 +468,39 @@ def get_predictor(name: str, **kwargs: Any) -> Predictor:
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
+HUB_PREFIX = "hf://"
+
+
 def load(path_or_name: str | os.PathLike[str], **kwargs: Any) -> Predictor:
-    """Load a checkpoint: a local folder, or (when no such folder exists) a Hub repo id ``owner/name``.
+    """Load a checkpoint: a local folder, or a Hub repo id written ``hf://owner/name``.
 
     The folder's ``config.json`` names the predictor class; ``kwargs`` go to
-    ``from_pretrained`` (e.g. ``revision=``, ``map_location=``).
+    ``from_pretrained`` (e.g. ``revision=``, ``map_location=``). A path that does not exist
+    fails at once (no network); the Hub is asked only for the explicit ``hf://`` form, and
+    not at all when ``HF_HUB_OFFLINE`` is set.
     """
-    path = Path(path_or_name).expanduser()
     text = str(path_or_name)
+    if text.startswith(HUB_PREFIX):
+        repo = text[len(HUB_PREFIX):]
+        if not _REPO_ID.match(repo):
+            raise CheckpointError(f"Hub id {text!r} is malformed; expected hf://owner/name")
+        if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
+            raise CheckpointError(f"checkpoint {text!r} is on the Hugging Face Hub, but HF_HUB_OFFLINE is set; expected a local folder")
+        return _load_from_hub(repo, **kwargs)  # pragma: no cover - needs the network
+    path = Path(path_or_name).expanduser()
     if path.is_dir():
-        cfg_file = path / CONFIG_NAME
-        if not cfg_file.is_file():
-            raise CheckpointError(f"{text!r} has no {CONFIG_NAME}; expected a napbench checkpoint folder (config.json + {WEIGHTS_NAME})")
-        try:
-            config = json.loads(cfg_file.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise CheckpointError(f"{cfg_file} is not valid JSON ({exc.msg}); expected a napbench checkpoint config") from None
+        config = read_config(path, text)
         check_checkpoint_config(config, text)
         predictor_class(config["predictor"])  # unknown names list the valid ones
         return Predictor.from_pretrained(str(path), **kwargs)
     if path.exists():
         raise CheckpointError(f"{text!r} is a file; expected a checkpoint folder (config.json + {WEIGHTS_NAME})")
-    if not _REPO_ID.match(text) or text.startswith((".", "~", "/")):
-        hint = f"; {text!r} is a predictor name - build it with napbench.zoo.get_predictor({text!r})" if text in list_predictors() else ""
-        raise CheckpointError(
-            f"checkpoint folder {text!r} not found; expected a folder with {CONFIG_NAME} + {WEIGHTS_NAME} "
-            f"or a Hugging Face Hub repo id 'owner/name'{hint}"
-        )
-    return _load_from_hub(text, **kwargs)  # pragma: no cover - needs the network
+    hint = f"; {text!r} is a predictor name - build it with napbench.zoo.get_predictor({text!r})" if text in list_predictors() else ""
+    if not hint and _REPO_ID.match(text) and not text.startswith((".", "~", "/")):
+        hint = f"; for a Hugging Face Hub repo write hf://{text}"
+    raise CheckpointError(
+        f"checkpoint folder {text!r} not found; expected a folder with {CONFIG_NAME} + {WEIGHTS_NAME}{hint}"
+    )
 
 
 def _load_from_hub(repo_id: str, **kwargs: Any) -> Predictor:  # pragma: no cover - needs the network
