@@ -11,7 +11,12 @@ The rules (part of the vocabulary version):
 6. a pooling window covering the whole unpadded feature map is a global pool;
 7. common subexpressions: identical parameter-free ops (activations, pools, ``zero``,
    sums, products, concats) on identical inputs are one node -- exporters such as
-   ``torch.onnx`` and tf2onnx merge them, so every frontend does.
+   ``torch.onnx`` and tf2onnx merge them, so every frontend does;
+8. (vocabulary 2.0) a ``scale`` that only feeds a ``matmul``, or that is the only reader of a
+   ``matmul``, is part of it: attention's ``1/sqrt(d)`` is written on the scores (torch),
+   on the query (Keras), on query and key (the ONNX export of ``scaled_dot_product_attention``)
+   or not at all (``scaled_dot_product_attention``), so attention is always
+   ``matmul -> softmax -> matmul``.
 """
 
 from __future__ import annotations
@@ -76,12 +81,34 @@ def _compact(nodes: list[Node | None], outputs: list[int], alias: dict[int, int]
     return out, seen
 
 
+def _absorb_matmul_scales(nodes: list[Node], outputs: list[int]) -> tuple[list[Node], list[int]]:
+    """Rule 8: drop ``scale`` nodes that only feed a matmul or only read one."""
+    if not any(n.op == "matmul" for n in nodes):
+        return nodes, outputs
+    nodes_m: list[Node | None] = list(nodes)
+    cons = _consumers(nodes_m)
+    alias: dict[int, int] = {}
+    for i, n in enumerate(nodes):
+        if n.op != "scale" or i in outputs:
+            continue
+        src = n.inputs[0]
+        feeds_matmul = bool(cons[i]) and all(nodes[c].op == "matmul" for c in cons[i])
+        reads_matmul = nodes[src].op == "matmul" and len(cons[src]) == 1 and n.output_shape == nodes[src].output_shape
+        if (feeds_matmul and n.output_shape == n.input_shapes[0]) or reads_matmul:
+            alias[i] = src
+            nodes_m[i] = None
+    if not alias:
+        return nodes, outputs
+    return _compact(nodes_m, outputs, alias)
+
+
 def canonicalize(raw: list[Node], outputs: list[int]) -> tuple[list[Node], list[int]]:
     """Apply the canonicalisation rules to a raw node list (see module docstring)."""
     nodes: list[Node | None] = list(raw)
     alias: dict[int, int] = {}
     # 1. dead code first so consumer counts are meaningful
     nodes, outputs = _compact(nodes, outputs, alias)
+    nodes, outputs = _absorb_matmul_scales(nodes, outputs)
     nodes_m: list[Node | None] = list(nodes)
     cons = _consumers(nodes_m)
     for i, n in enumerate(nodes_m):
@@ -173,6 +200,6 @@ def fold_batchnorm(g: CompGraph) -> CompGraph:
             nodes[i] = None
             alias[i] = src
     if not alias:
-        return g
+        return g if g.meta.get("bn_folded") else g.with_meta(bn_folded=True)
     out, outs = _compact(nodes, list(g.outputs), alias)
     return CompGraph(tuple(out), tuple(outs), {**g.meta, "bn_folded": True})

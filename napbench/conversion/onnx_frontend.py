@@ -59,14 +59,19 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from napbench.conversion.builder import GraphBuilder, canon_shape
+from napbench.conversion._layout import channels_last, cf, graph_shape, identity, token_shape
+from napbench.conversion.builder import GraphBuilder, canon_shape, same_padding, tokens
 from napbench.conversion.graph import CompGraph
 from napbench.errors import ConversionError, NapbenchError
 
 Shape = tuple[int, ...]
 Perm = tuple[int, ...]
 
-_SMALL = 1 << 16  # constants up to this many elements are passed to per-node shape inference
+_SMALL = 1 << 16
+_FLOAT_TYPES = frozenset({onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE, onnx.TensorProto.BFLOAT16})
+#: ops through which a constant stays "the same learned tensor" (a view, gather or expansion of it)
+_VIEW_OPS = frozenset({"Gather", "GatherElements", "Reshape", "Transpose", "Unsqueeze", "Squeeze", "Expand", "Slice",
+                       "Identity", "Cast", "CastLike", "Flatten", "Tile"})  # constants up to this many elements are passed to per-node shape inference
 _PLUMBING = frozenset({"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Dropout", "Cast", "Transpose",
                        "Expand", "CastLike"})
 
@@ -131,26 +136,11 @@ def _static(tp: onnx.TypeProto | None) -> Shape | None:
     return tuple(int(d.dim_value) for d in dims)
 
 
-def _cf(shape: Sequence[int], perm: Perm) -> Shape:
-    """Channel-first shape (with batch) of a value with ONNX shape ``shape`` and layout ``perm``."""
-    out = [0] * len(shape)
-    for i, p in enumerate(perm):
-        out[p] = int(shape[i])
-    return tuple(out)
-
-
-def _cg(shape: Sequence[int], perm: Perm | None) -> Shape:
-    """Graph shape (channel-first, no batch, canonical) of a value."""
-    s = _cf(shape, perm) if perm is not None and len(perm) == len(shape) else tuple(int(d) for d in shape)
-    return canon_shape(s[1:]) if len(s) > 1 else s
-
-
-def _channels_last_perm(r: int) -> Perm:
-    return (0, *range(2, r), 1) if r >= 3 else tuple(range(r))
-
-
-def _identity(r: int) -> Perm:
-    return tuple(range(r))
+_tokens_of = token_shape
+_cf = cf
+_cg = graph_shape
+_channels_last_perm = channels_last
+_identity = identity
 
 
 def _close(v: np.ndarray | None, x: float, tol: float = 1e-3) -> bool:
@@ -303,12 +293,14 @@ class _Converter:
         self.const_protos: dict[str, onnx.TensorProto] = {}
         self.consts: dict[str, np.ndarray | None] = {}  # value, or None when unknown (external data)
         self.const_names: set[str] = set()
+        self.roots: dict[str, str] = {}  # constant -> the float initializer it is a view/gather/expansion of
+        self.param_nodes: dict[str, int] = {}  # root initializer -> its 'param' node
         self.nodes: list[onnx.NodeProto] = list(self.graph.node)
         self.consumers: dict[str, list[int]] = {}
         # mapping state
         self.act: dict[str, tuple[int, Perm | None]] = {}
         self.aliases: dict[int, list[str]] = {}
-        self.chan_scale: set[int] = set()  # 'scale' nodes from a per-channel Mul (a BN candidate)
+        self.chan_scale: dict[int, int] = {}  # per-channel Mul node (a BN candidate) -> its data input
         self.pending_repeat: set[str] = set()
         self.upsample_from_repeat: set[int] = set()
 
@@ -334,6 +326,8 @@ class _Converter:
         for init in g.initializer:
             self.const_protos[init.name] = init
             self.const_names.add(init.name)
+            if init.data_type in _FLOAT_TYPES:
+                self.roots[init.name] = init.name
             self.shapes[init.name] = tuple(int(d) for d in init.dims)
             self.types[init.name] = onnx.helper.make_tensor_type_proto(init.data_type, list(init.dims))
         inputs = [i for i in g.input if i.name not in self.const_names]
@@ -416,9 +410,12 @@ class _Converter:
         if all_const:
             vals = self._evaluate(node)
             if vals is not None:
+                roots = {self.roots[i] for i in ins if i in self.roots}
                 for name, v in zip(node.output, vals):
                     if name:
                         self._set_const(name, v)
+                        if len(roots) == 1 and node.op_type in _VIEW_OPS and np.issubdtype(np.asarray(v).dtype, np.floating):
+                            self.roots[name] = next(iter(roots))
                 return
             for name in node.output:  # constant, but its value could not be computed
                 self.const_names.add(name)
@@ -631,6 +628,7 @@ class _Converter:
         self.channels_last = self.detect_channels_last()
         perm0 = _channels_last_perm(len(shp)) if self.channels_last else _identity(len(shp))
         self.b = GraphBuilder(_cg(shp, perm0), frontend="onnx", allow_unknown=self.allow_unknown)
+        self.producer = {o: n for n in self.nodes for o in n.output}
         self._bind(self.input_name, 0, perm0)
         for node in self.nodes:
             if all(o == "" or o in self.const_names for o in node.output):
@@ -665,7 +663,7 @@ class _Converter:
         }
         g = self.b.build(outs, meta={**info, **(meta or {})})
         convs = [n for n in g.nodes if n.op in ("conv", "conv_transpose")]
-        folded = bool(convs) and all(n.bias for n in convs) and g.is_bn_folded
+        folded = bool(convs) and all(n.bias for n in convs) and not g.has_foldable_bn and not any(n.op == "bn" for n in g.nodes)
         g = g.with_meta(bn_folded=folded)
         if folded:
             warnings.warn(
@@ -704,11 +702,26 @@ class _Converter:
             return _cg(s, perm)
         if h is not None and math.prod(s) == math.prod(self.b.shape(h)):
             return self.b.shape(h)
-        return _cg(s, None)
+        return _tokens_of(s)
 
     def emit(self, op: str, node: onnx.NodeProto, hs: Sequence[int], perm: Perm | None, shape: Shape, **attrs: Any) -> int:
         h = self.b.add_node(op, hs, shape, name=node.name or node.output[0], **attrs)
         self._bind(node.output[0], h, perm)
+        return h
+
+    def param(self, name: str) -> int | None:
+        """The ``param`` node of constant ``name`` when it is a non-scalar learned tensor (derived from a float
+        initializer); None for scalars and computed constants (masks, shape arithmetic)."""
+        root = self.roots.get(name)
+        if root is None or math.prod(self.shape(name)) <= 1:
+            return None
+        h = self.param_nodes.get(root)
+        if h is None:
+            dims = list(self.shape(name))
+            while len(dims) > 1 and dims[-1] == 1:
+                dims.pop()
+            h = self.param_nodes[root] = self.b.param(tuple(int(d) for d in self.const_protos[root].dims),
+                                                      tokens(dims[-1], math.prod(dims)), name=root)
         return h
 
     def uses(self, h: int) -> int:
@@ -873,8 +886,7 @@ def _binary(op: str) -> Handler:
             hs = [c.act[i][0] for i in acts]
             out_s = c.shape(out)
             ref = next((i for i in acts if c.shape(i) == out_s), acts[0])
-            hr, pr = c.act[ref]
-            shape = c.out_shape(out, pr, hr)
+            pr = c.act[ref][1]
             if op == "mul" and len(acts) == 2:
                 for a, g in ((acts[0], acts[1]), (acts[1], acts[0])):
                     ha, hg = c.act[a][0], c.act[g][0]
@@ -886,7 +898,9 @@ def _binary(op: str) -> Handler:
             if op in ("sub", "div") and len(acts) != 2:
                 c._unknown(node, node.op_type)
                 return
-            c.emit(op, node, hs, pr, shape)
+            if len(acts) == 2 and acts[0] == acts[1] and op == "mul":
+                hs = hs[:1] * 2
+            c.emit(op, node, hs, pr, c.b.broadcast(hs, name=node.name))
             return
         x = acts[0]
         h, p = c.act[x]
@@ -895,29 +909,7 @@ def _binary(op: str) -> Handler:
         x_first = node.input[0] == x
         same = math.prod(c.shape(out)) == math.prod(c.shape(x))
         scalar = float(v.reshape(-1)[0]) if v is not None and v.size == 1 else None
-        if op == "mul":  # like torch: only a scalar 0 is 'zero' and a scalar 1 plumbing
-            if scalar == 0:
-                c.emit("zero", node, [h], p, c.out_shape(out, p, h))
-            elif scalar == 1 and same:
-                c._bind(out, h, p)
-            elif k is not None and _norm_affine(c, h, out, p, k, x):
-                pass
-            else:
-                hs = c.emit("scale", node, [h], p, c.out_shape(out, p, h))
-                if k is not None and c.per_channel(k, x):
-                    c.chan_scale.add(hs)
-            return
-        if op == "div":
-            if not x_first:
-                c._unknown(node, "Div with a constant numerator")
-            elif scalar == 1 and same:
-                c._bind(out, h, p)
-            else:
-                c.emit("scale", node, [h], p, c.out_shape(out, p, h))
-            return
-        # add / sub of a constant
-        if not same:
-            c._unknown(node, f"broadcasting {node.op_type} with a constant")
+        if op == "mul" and k is not None and _norm_affine(c, h, out, p, k, x):
             return
         if op == "add" and k is not None:
             src = c.b.nodes[h]
@@ -926,11 +918,31 @@ def _binary(op: str) -> Handler:
                 c._bind(out, h, p)
                 return
             if h in c.chan_scale and c.uses(h) == 1 and c.per_channel(k, x):
-                c.b.nodes[h] = replace(src, op="bn", weight_shape=(c.b.shape(h)[0],), bias=True)
-                c.chan_scale.discard(h)
+                data = c.chan_scale.pop(h)  # x * a + b with per-channel a, b: an inference BatchNorm
+                ch = c.b.shape(h)[0]
+                c.b.nodes[h] = replace(src, op="bn", inputs=(data,), input_shapes=(c.b.shape(data),), weight_shape=(ch,),
+                                       bias=True)
                 c._bind(out, h, p)
                 return
-        c._bind(out, h, p)
+        hp = c.param(k) if k is not None else None
+        if hp is not None:  # a learned tensor (layer scale, position embedding, attention bias...)
+            hs = [h, hp] if x_first else [hp, h]
+            hm = c.emit(op, node, hs, p, c.b.broadcast(hs, name=node.name))
+            if op == "mul" and c.per_channel(k, x):  # type: ignore[arg-type]
+                c.chan_scale[hm] = h
+            return
+        if op == "mul" and k is not None and scalar is None and c.per_channel(k, x):
+            hs = c.emit("scale", node, [h], p, c.b.shape(h))
+            c.chan_scale[hs] = h
+            return
+        if op in ("sub", "div") and not x_first and op == "sub":
+            c._bind(out, h, p)  # c - x: a sign flip and a shift, plumbing as x - c
+            return
+        if not same and op in ("add", "sub"):
+            c._unknown(node, f"broadcasting {node.op_type} with a constant")
+            return
+        res = c.b.const_arith(op, h, scalar, const_first=not x_first, same_size=same, name=node.name or out)
+        c._bind(out, res, p)
 
     return handler
 
@@ -1002,6 +1014,13 @@ def _conv(c: _Converter, node: onnx.NodeProto) -> None:
     bias = len(node.input) > 2 and bool(node.input[2])
     sp = _spatial_attrs(c, node, node.input[0], ws[2:])
     op = "conv" if node.op_type == "Conv" else "conv_transpose"
+    xs = c.shape(node.input[0])
+    c_in = ws[1] * groups if op == "conv" else ws[0]
+    if len(xs) < 2 or len(ws) != len(xs) or xs[1] != c_in:
+        raise ConversionError(
+            f"{c.label}: {node.op_type} {node.name or node.output[0]!r} has weight {tuple(ws)} (groups={groups}), which reads "
+            f"{c_in} channels, but its input {node.input[0]!r} has shape {tuple(xs)}; expected the input's channel axis to match the weight"
+        )
     out = node.output[0]
     c.emit(op, node, [h], _identity(len(c.shape(out))), _cg(c.shape(out), None), weight_shape=ws, bias=bias, groups=groups, **sp)
 
@@ -1034,7 +1053,9 @@ def _global_pool(op: str) -> Handler:
     return handler
 
 
-def _reduce(op: str) -> Handler:
+def _reduce(global_op: str, feature_op: str) -> Handler:
+    """Reduce over the positions of a map or of tokens (a global pool) or over the feature axis."""
+
     def handler(c: _Converter, node: onnx.NodeProto) -> None:
         h, p = _x(c, node)
         a = _attrs(node)
@@ -1044,21 +1065,30 @@ def _reduce(op: str) -> Handler:
         if axes is None:
             axes = [] if a.get("noop_with_empty_axes", 0) else list(range(r))
         axes_n = sorted({int(v) % r for v in axes})
-        if p is None or len(p) != r:
-            c._unknown(node, f"{node.op_type} on a tensor of unknown layout")
-            return
-        cf_axes = {p[i] for i in axes_n}
-        if r < 3 or cf_axes != set(range(2, r)):
-            c._unknown(node, f"{node.op_type}(axes={axes_n})")
-            return
         keep = bool(a.get("keepdims", 1))
-        if keep:
-            perm: Perm = p
-        else:
-            rest = [p[i] for i in range(r) if i not in axes_n]
-            order = sorted(rest)
-            perm = tuple(order.index(v) for v in rest)
-        c.emit(op, node, [h], perm, (c.b.channels(h),))
+        known = p is not None and len(p) == r
+        cf_axes = {p[i] for i in axes_n} if known else set()  # type: ignore[index]
+        if global_op and known and r >= 3 and cf_axes == set(range(2, r)):
+            if keep:
+                perm: Perm | None = p
+            else:
+                rest = [p[i] for i in range(r) if i not in axes_n]  # type: ignore[index]
+                order = sorted(rest)
+                perm = tuple(order.index(v) for v in rest)
+            c.emit(global_op, node, [h], perm, (c.b.channels(h),))
+            return
+        numel_out = math.prod(c.shape(node.output[0]))
+        if global_op and r > 1 and (r - 1) not in axes_n and 0 not in axes_n and numel_out == xs[-1]:
+            c.emit(global_op, node, [h], None, (int(xs[-1]),))  # every token, features kept
+            return
+        if feature_op and len(axes_n) == 1 and ((known and cf_axes == {1}) or axes_n == [r - 1]):
+            f = int(xs[axes_n[0]])
+            shp = c.b.shape(h)
+            rest = shp[1:] if shp and shp[0] == f else (c.b.numel(h) // f,)
+            c.emit(feature_op, node, [h], p if (known and cf_axes == {1} and keep) else None,
+                   canon_shape((1, *rest)) if len(rest) > 1 else (1, *rest))
+            return
+        c._unknown(node, f"{node.op_type}(axes={axes_n})")
 
     return handler
 
@@ -1077,16 +1107,21 @@ def _gemm(c: _Converter, node: onnx.NodeProto) -> None:
     w = (int(bs[0]), int(bs[1])) if a.get("transB", 0) else (int(bs[1]), int(bs[0]))
     bias = len(node.input) > 2 and bool(node.input[2])
     out = node.output[0]
-    c.emit("linear", node, [h], _identity(2), _cg(c.shape(out), None), weight_shape=w, bias=bias)
+    c.emit("linear", node, [h], _identity(2), c.b.feature_shape(h, w[1], w[0], math.prod(c.shape(out))), weight_shape=w,
+           bias=bias)
 
 
 def _matmul(c: _Converter, node: onnx.NodeProto) -> None:
     A, B = node.input[0], node.input[1]
     out = node.output[0]
-    if A in c.act and B in c.act:
+    hb_param = c.param(B) if B not in c.act and len(c.shape(B)) != 2 else None
+    if A in c.act and (B in c.act or hb_param is not None):
         ha, pa = c.act[A]
-        hb, _ = c.act[B]
-        c.emit("matmul", node, [ha, hb], pa, c.out_shape(out, pa))
+        hb = c.act[B][0] if B in c.act else hb_param
+        xs, os_ = c.shape(A), c.shape(out)
+        known = pa is not None and len(pa) == len(xs) == len(os_)
+        c.emit("matmul", node, [ha, hb], pa if known else None, _cg(os_, pa) if known else _tokens_of(os_),  # type: ignore[list-item]
+               inner=int(xs[-1]))
         return
     if A not in c.act:
         c._unknown(node, "MatMul with a constant left operand")
@@ -1101,19 +1136,24 @@ def _matmul(c: _Converter, node: onnx.NodeProto) -> None:
     if p is not None and len(p) == len(xs):
         shape = _cg(c.shape(out), p)
         perm: Perm | None = p
-    elif c.b.shape(h) and c.b.shape(h)[0] == k and math.prod(xs) == math.prod(c.b.shape(h)):
-        shape = (n, *c.b.shape(h)[1:])  # a channel-last view flattened to (positions, channels)
-        perm = None
     else:
-        shape = _cg(c.shape(out), None)
+        shape = c.b.feature_shape(h, k, n, math.prod(c.shape(out)))
         perm = None
     c.emit("linear", node, [h], perm, shape, weight_shape=(n, k), bias=False)
 
 
+def _keep_or_tokens(c: _Converter, h: int, features: int, out: str) -> Shape:
+    shp = c.b.shape(h)
+    numel = math.prod(c.shape(out))
+    if shp and shp[0] == features and math.prod(shp) == numel:
+        return shp
+    return tokens(features, numel)
+
+
 def _bn(c: _Converter, node: onnx.NodeProto) -> None:
     h, p = _x(c, node)
-    ch = c.b.channels(h)
-    c.emit("bn", node, [h], p, c.b.shape(h), weight_shape=(ch,), bias=True)
+    ch = int(c.shape(node.input[1])[0]) if len(node.input) > 1 and node.input[1] else c.b.channels(h)
+    c.emit("bn", node, [h], p, _keep_or_tokens(c, h, ch, node.output[0]), weight_shape=(ch,), bias=True)
 
 
 def _norm(op: str) -> Handler:
@@ -1122,28 +1162,75 @@ def _norm(op: str) -> Handler:
         scale = node.input[1] if len(node.input) > 1 and node.input[1] else None
         bias = len(node.input) > 2 and bool(node.input[2])
         ws = tuple(c.shape(scale)) if scale else ()
-        c.emit(op, node, [h], p, c.b.shape(h), weight_shape=ws, bias=bias)
+        a = _attrs(node)
+        xs = c.shape(node.input[0])
+        if op == "layernorm":
+            axis = int(a.get("axis", -1)) % len(xs)
+            feats = math.prod(xs[axis:])
+            extra: dict[str, Any] = {}
+        else:
+            feats = int(xs[1])
+            extra = {"groups": int(a.get("num_groups", 1))}
+        c.emit(op, node, [h], p, _keep_or_tokens(c, h, feats, node.output[0]), weight_shape=ws, bias=bias, **extra)
 
     return handler
 
 
+def _is_roll(c: _Converter, node: onnx.NodeProto, ins: list[str], axis: int) -> str | None:
+    """``Concat`` of slices of one tensor along ``axis`` that together are that tensor: how
+    exporters write ``torch.roll`` (cyclic shift, plumbing). Returns the rolled tensor's name."""
+    srcs = set()
+    for i in ins:
+        prod = c.producer.get(i)
+        if prod is None or prod.op_type != "Slice":
+            return None
+        srcs.add(prod.input[0])
+    if len(srcs) != 1:
+        return None
+    src = srcs.pop()
+    return src if src in c.act and tuple(c.shape(src)) == tuple(c.shape(node.output[0])) else None
+
+
 def _concat(c: _Converter, node: onnx.NodeProto) -> None:
     ins = [i for i in node.input if i]
-    if any(i not in c.act for i in ins):
-        c._unknown(node, "Concat with constants")
-        return
-    hs = [c.act[i][0] for i in ins]
-    h0, p = c.act[ins[0]]
     r = len(c.shape(ins[0]))
     axis = int(_attrs(node)["axis"]) % r
     out = node.output[0]
-    shape = c.out_shape(out, p)
-    chans = sum(c.b.channels(x) for x in hs)
-    on_channels = p[axis] == 1 if p is not None and len(p) == r else (shape and shape[0] == chans)
-    if not on_channels:
-        c._unknown(node, f"Concat(axis={axis})")
+    rolled = _is_roll(c, node, ins, axis)
+    if rolled is not None:
+        h, p = c.act[rolled]
+        c._bind(out, h, p)
         return
-    c.emit("concat", node, hs, p, shape)
+    hs: list[int] = []
+    for i in ins:
+        if i in c.act:
+            hs.append(c.act[i][0])
+            continue
+        hp = c.param(i)
+        if hp is None:
+            c._unknown(node, "Concat with a constant that is not a learned tensor")
+            return
+        hs.append(hp)
+    first_act = next(i for i in ins if i in c.act)
+    p = c.act[first_act][1]
+    known = all(i in c.act and c.act[i][1] is not None and len(c.act[i][1]) == r for i in ins)  # type: ignore[arg-type]
+    if known and p[axis] == 1:  # type: ignore[index]
+        c.emit("concat", node, hs, p, _cg(c.shape(out), p))
+        return
+    c.emit("concat", node, hs, None, _tokens_of(c.shape(out)))
+
+
+def _gather(c: _Converter, node: onnx.NodeProto) -> None:
+    """Gather on an activation with constant indices (taking the class token): a slice."""
+    data, idx = node.input[0], node.input[1]
+    if data not in c.act or idx in c.act:
+        c._unknown(node, "Gather with computed indices")
+        return
+    h, p = c.act[data]
+    out = node.output[0]
+    xs, os_ = c.shape(data), c.shape(out)
+    known = p is not None and len(p) == len(xs) == len(os_)
+    c.emit("slice", node, [h], p if known else None, _cg(os_, p) if known else _tokens_of(os_))
 
 
 def _pad(c: _Converter, node: onnx.NodeProto) -> None:
@@ -1213,7 +1300,14 @@ def _resize(c: _Converter, node: onnx.NodeProto) -> None:
 
 def _softmax(c: _Converter, node: onnx.NodeProto) -> None:
     h, p = _x(c, node)
-    c.emit("softmax", node, [h], p, c.b.shape(h))
+    xs = c.shape(node.input[0])
+    r = len(xs)
+    axis = int(_attrs(node).get("axis", -1 if c.opset >= 13 else 1)) % r
+    known = p is not None and len(p) == r
+    if (known and p[axis] == 1) or axis == r - 1:  # type: ignore[index]
+        c.emit("softmax", node, [h], p, _keep_or_tokens(c, h, int(xs[axis]), node.output[0]))
+    else:
+        c.emit("softmax", node, [h], None, tokens(int(xs[axis]), math.prod(xs)))
 
 
 def _hardsigmoid(c: _Converter, node: onnx.NodeProto) -> None:
@@ -1250,8 +1344,10 @@ _HANDLERS: dict[str, Handler] = {
     "MaxPool": _pool("maxpool"),
     "GlobalAveragePool": _global_pool("global_avgpool"),
     "GlobalMaxPool": _global_pool("global_maxpool"),
-    "ReduceMean": _reduce("global_avgpool"),
-    "ReduceMax": _reduce("global_maxpool"),
+    "ReduceMean": _reduce("global_avgpool", "reduce_mean"),
+    "ReduceMax": _reduce("global_maxpool", "reduce_max"),
+    "ReduceL2": _reduce("", "reduce_l2"),
+    "Gather": _gather,
     "Pad": _pad,
     "Slice": _slice,
     "Split": _split,
