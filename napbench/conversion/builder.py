@@ -165,8 +165,13 @@ class GraphBuilder:
         return self.add_node(op, list(xs), self.broadcast(xs, name=name), name=name)
 
     def param(self, weight_shape: Sequence[int], output_shape: Sequence[int], *, name: str = "") -> int:
-        """A learned tensor used as an activation (a ``param`` source node)."""
-        w = tuple(int(d) for d in weight_shape) or (1,)
+        """A learned tensor used as an activation (a ``param`` source node).
+
+        Its weight shape is the stored tensor's shape without unit axes (exporters fold views
+        such as ``gamma.view(1, C, 1, 1)`` into the stored tensor, and ``(1, 1, C)`` class tokens
+        are ``(C,)`` elsewhere).
+        """
+        w = tuple(int(d) for d in weight_shape if int(d) != 1) or (1,)
         self.nodes.append(Node("param", output_shape=canon_shape(output_shape), weight_shape=w, name=name))
         return len(self.nodes) - 1
 

@@ -62,6 +62,7 @@ from onnx import numpy_helper
 from napbench.conversion._layout import channels_last, cf, graph_shape, identity, token_shape
 from napbench.conversion.builder import GraphBuilder, canon_shape, same_padding, tokens
 from napbench.conversion.graph import CompGraph
+from napbench.conversion.vocab import NORMS
 from napbench.errors import ConversionError, NapbenchError
 
 Shape = tuple[int, ...]
@@ -663,7 +664,9 @@ class _Converter:
         }
         g = self.b.build(outs, meta={**info, **(meta or {})})
         convs = [n for n in g.nodes if n.op in ("conv", "conv_transpose")]
-        folded = bool(convs) and all(n.bias for n in convs) and not g.has_foldable_bn and not any(n.op == "bn" for n in g.nodes)
+        # a CNN whose convs all have biases and that has no normalisation at all (networks with
+        # layer/group norms, e.g. transformers, are not BN networks: never flagged)
+        folded = bool(convs) and all(n.bias for n in convs) and not any(n.op in NORMS for n in g.nodes)
         g = g.with_meta(bn_folded=folded)
         if folded:
             warnings.warn(
@@ -783,12 +786,12 @@ class _Converter:
                 continue
             src = n.inputs[0]
             sn = nodes[src]
-            if sn.op != n.op or cons[src] != 1 or src in outs:
-                continue
+            if sn.op != n.op or src in outs or (n.op == "upsample" and cons[src] != 1):
+                continue  # a slice of a slice is one slice even when the first is shared (exporters CSE it)
             if n.op == "upsample" and not (src in self.upsample_from_repeat and i in self.upsample_from_repeat):
                 continue
             nodes[i] = replace(n, inputs=sn.inputs, input_shapes=sn.input_shapes)
-            cons[src] = 0
+            cons[src] -= 1
             for s in sn.inputs:
                 cons[s] += 1
 
@@ -868,6 +871,8 @@ def _clip(c: _Converter, node: onnx.NodeProto) -> None:
         c.emit("relu6", node, [h], p, c.b.shape(h))
     elif lo == 0 and (hi is None or hi >= big):
         c.emit("relu", node, [h], p, c.b.shape(h))
+    elif lo is not None and 0 < lo <= 1e-4 and (hi is None or hi >= big):
+        c._bind(node.output[0], h, p)  # an epsilon guard (F.normalize's clamp_min(eps)): plumbing, as in torch
     else:
         c._unknown(node, f"Clip({lo}, {hi})")
 
@@ -976,8 +981,7 @@ def _instance_norm(c: _Converter, node: onnx.NodeProto) -> None:
     xs = c.shape(node.input[0])
     ch = c.b.channels(h)
     if p is None and len(xs) == 3 and ch % xs[1] == 0 and math.prod(xs) == math.prod(c.b.shape(h)) and xs[1] != ch:
-        # the group count is not recorded: the torch frontend does not record it either
-        c.emit("groupnorm", node, [h], None, c.b.shape(h))
+        c.emit("groupnorm", node, [h], None, c.b.shape(h), groups=int(xs[1]))
         return
     c._unknown(node, "InstanceNormalization")
 

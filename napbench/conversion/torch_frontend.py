@@ -576,6 +576,25 @@ def _softmax(tr: _Tracer, func: Any, args: Sequence[Any], kwargs: dict[str, Any]
     return tr.b.add_node("softmax", [hx], tokens(int(x.shape[d]), _numel(out)), name=name)
 
 
+def _normalize(tr: _Tracer, func: Any, args: Sequence[Any], kwargs: dict[str, Any], out: Any, name: str) -> int:
+    """``F.normalize``: ``x / max(||x||_p, eps)`` over ``dim`` -> ``reduce_l2`` then ``div`` (as exporters write it)."""
+    x = args[0]
+    p_ = _arg(args, kwargs, 1, "p", 2.0)
+    dim = _arg(args, kwargs, 2, "dim", 1)
+    hx = tr.handles[id(x)]
+    r = x.dim()
+    d = dim % r
+    perm = tr.perm(x)
+    if p_ != 2 or not ((perm is not None and perm[d] == 1) or d == r - 1):
+        return tr.b.unsupported(f"normalize(p={p_}, dim={dim})", [hx], tr.b.shape(hx), name=name)
+    f = int(x.shape[d])
+    shp = tr.b.shape(hx)
+    rest = shp[1:] if shp and shp[0] == f else (tr.b.numel(hx) // f,)
+    n = tr.b.add_node("reduce_l2", [hx], canon_shape((1, *rest)) if len(rest) > 1 else (1, *rest), name=f"{name}/norm")
+    _same_perm(tr, x)
+    return tr.b.elementwise("div", [hx, n], name=name)
+
+
 def _attention(tr: _Tracer, q: T, k: T, v: T, out: T, mask: Any, name: str) -> int:
     """``softmax(q @ k^T [+ mask]) @ v`` as primitive nodes: matmul (inner d), [add], softmax, matmul (inner N_k)."""
     hq, hk, hv = tr.operand(q, name), tr.operand(k, name), tr.operand(v, name)
@@ -686,6 +705,7 @@ _reg([torch.split, T.split, torch.chunk, T.chunk, torch.unbind, T.unbind, torch.
 _reg([F.interpolate, F.upsample], _interpolate)
 _reg([torch.matmul, T.matmul, T.__matmul__, torch.mm, torch.bmm, T.bmm, T.mm], _matmul)
 _reg([F.scaled_dot_product_attention], _sdpa)
+_reg([F.normalize], _normalize)
 _reg([F.multi_head_attention_forward], _mha)
 _reg(
     [
