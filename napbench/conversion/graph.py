@@ -336,6 +336,8 @@ class CompGraph:
             if node.op in COMMUTATIVE:
                 ins.sort()
             key = _hash_key(node)
+            if node.op in COMMUTATIVE and len(set(node.input_shapes)) > 1:  # argument order is not structure
+                key = (key[0], tuple(sorted(key[1])), *key[2:])
             lab = cache.get(key)
             if lab is None:
                 if len(cache) > 200_000:

@@ -33,6 +33,7 @@ metadata. Writes are atomic (temp file in the same directory, then rename).
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import os
 import tempfile
@@ -134,7 +135,7 @@ def _decode_field(name: str, arr: pa.Array) -> list[Any]:
         flat = _decode_shapes(arr.flatten())
         off = arr.offsets.to_numpy()
         off = (off - off[0]).tolist()
-        return [tuple(flat[a:b]) if b - a != 1 else (flat[a],) for a, b in zip(off[:-1], off[1:])]
+        return [tuple(flat[a:b]) if b - a != 1 else (flat[a],) for a, b in itertools.pairwise(off)]
     return arr.to_pylist()
 
 
@@ -235,7 +236,7 @@ def graphs_from_arrow(table: pa.Table, *, validate: bool = True) -> list[CompGra
     in_off = np.zeros(n_total + 1, dtype=np.int64)
     np.cumsum(np.bincount(e_node, minlength=n_total), out=in_off[1:])
     in_off_l = in_off.tolist()
-    all_inputs = [tuple(src_sorted[a:b]) for a, b in zip(in_off_l[:-1], in_off_l[1:])]
+    all_inputs = [tuple(src_sorted[a:b]) for a, b in itertools.pairwise(in_off_l)]
     outputs = _decode_shapes(table.column("outputs").chunk(0))
     extra = table.column("meta").to_pylist() if "meta" in table.column_names else [None] * table.num_rows
     graphs: list[CompGraph] = []

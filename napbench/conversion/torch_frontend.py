@@ -261,7 +261,7 @@ def _conv(tr: _Tracer, func: Any, args: Sequence[Any], kwargs: dict[str, Any], o
     dilation = _arg(args, kwargs, 5, "dilation", 1)
     groups = int(_arg(args, kwargs, 6, "groups", 1))
     k = tuple(int(v) for v in w.shape[2:])
-    tup = lambda v: (int(v),) * nd if isinstance(v, int) else tuple(int(a) for a in v)  # noqa: E731
+    tup = lambda v: (int(v),) * nd if isinstance(v, int) else tuple(int(a) for a in v)
     d = tup(dilation)
     if isinstance(padding, str):  # 'same' / 'valid'
         if padding == "valid":
@@ -282,7 +282,7 @@ def _conv_transpose(tr: _Tracer, func: Any, args: Sequence[Any], kwargs: dict[st
     x, w = args[0], _arg(args, kwargs, 1, "weight")
     bias = _arg(args, kwargs, 2, "bias")
     nd = w.dim() - 2
-    tup = lambda v: (int(v),) * nd if isinstance(v, int) else tuple(int(a) for a in v)  # noqa: E731
+    tup = lambda v: (int(v),) * nd if isinstance(v, int) else tuple(int(a) for a in v)
     p = tup(_arg(args, kwargs, 4, "padding", 0))
     return tr.b.add_node(
         "conv_transpose", [tr.handles[id(x)]], _cf_out(out), weight_shape=tuple(int(s) for s in w.shape),
@@ -449,7 +449,7 @@ def _pool(op: str) -> Handler:
     def h(tr: _Tracer, func: Any, args: Sequence[Any], kwargs: dict[str, Any], out: Any, name: str) -> int:
         x = args[0]
         nd = x.dim() - 2
-        tup = lambda v: (int(v),) * nd if isinstance(v, int) else tuple(int(a) for a in v)  # noqa: E731
+        tup = lambda v: (int(v),) * nd if isinstance(v, int) else tuple(int(a) for a in v)
         k = tup(_arg(args, kwargs, 1, "kernel_size"))
         s = _arg(args, kwargs, 2, "stride", None)
         s = k if s is None or (isinstance(s, (list, tuple)) and len(s) == 0) else tup(s)
@@ -628,7 +628,6 @@ def _mha(tr: _Tracer, func: Any, args: Sequence[Any], kwargs: dict[str, Any], ou
     d = e // heads
     tr.out_perm = None
     n_q, n_k = _numel(q) // e, _numel(k) // e
-    hq = tr.handles[id(q)]
 
     def proj(x: T, c_out: int, nm: str) -> int:
         hx = tr.handles[id(x)]
@@ -854,4 +853,4 @@ def from_torch(
     return b.build(outs, meta=info)
 
 
-__all__ = ["MAX_INPUT_ELEMENTS", "from_torch", "UnsupportedOpError"]
+__all__ = ["MAX_INPUT_ELEMENTS", "UnsupportedOpError", "from_torch"]

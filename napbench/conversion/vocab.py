@@ -27,6 +27,17 @@ Shapes (the README's "Shapes" section states the same rules):
   canonical shape; an n-ary one takes its largest input (most elements, then most axes), every
   other input must divide it (broadcasting, e.g. a ``(C,)`` gate over ``(C, H, W)``).
 
+Executing a graph (what each op computes, on canonical shapes with a batch axis in front):
+``linear`` multiplies the canonical axis 0 (features) by a ``(C_out, C_in)`` weight, keeping
+the other axes (a map stays a map); ``matmul`` of inputs ``a`` (canonical ``(K, B*M)``: rows of
+length ``K = inner``) and ``b`` is a batched ``(B, M, K) x (B, K, N)`` product whose output is
+``(N, B*M)`` -- attention is ``matmul(q, k)`` (inner = head size; ``k`` is read transposed),
+``softmax`` over axis 0 (the keys), ``matmul(p, v)`` (inner = number of keys); the batch count
+``B`` (heads x windows) is ``prod(output_shape) / (M * N)``. ``param`` is a stored tensor with
+``prod(weight_shape)`` elements reshaped to ``output_shape``. ``reduce_*`` reduce axis 0 to 1.
+``layernorm`` normalises axis 0 (per position) with ``weight_shape`` scale/shift; ``groupnorm``
+normalises ``groups`` groups of axis 0 over all positions.
+
 Node attributes used by the ops below (see :class:`napbench.conversion.graph.Node`):
 ``weight_shape``, ``bias``, ``kernel``/``stride``/``padding``/``dilation``/``groups`` (spatial
 ops) and ``inner`` (``matmul``: the contracted length ``K``).
