@@ -119,8 +119,17 @@ class _Tracer(TorchFunctionMode):
         self.roots: dict[int, T] = {}  # id of a tensor derived from a learned parameter -> the parameter
         self.param_nodes: dict[int, int] = {}  # id of a parameter -> its 'param' node
         self.param_names = param_names
+        self.seen_params: set[int] = set()  # ids of the parameters the forward touched
+        self.param_shapes: dict[int, tuple[int, ...]] = {}  # id -> shape of every parameter of the module
+        self.layer_uses: dict[int, int] = {}  # id of a layer's weight/bias parameter -> nodes that carry it
         self.keep: list[T] = []  # keep traced tensors alive so ids are not reused
         self.names = names
+
+    def uses(self, *ts: Any) -> None:
+        """Record that a new node carries these weight tensors (a layer called twice shares them)."""
+        for t in ts:
+            if isinstance(t, torch.nn.Parameter):
+                self.layer_uses[id(t)] = self.layer_uses.get(id(t), 0) + 1
 
     def track(self, t: T, h: int, perm: Any = _UNSET) -> None:
         self.handles[id(t)] = h
@@ -178,6 +187,9 @@ class _Tracer(TorchFunctionMode):
         else:
             out = func(*args, **kwargs)
         ins = _tensors(args, kwargs)
+        for x in ins:
+            if isinstance(x, torch.nn.Parameter):
+                self.seen_params.add(id(x))
         tracked = [x for x in ins if id(x) in self.handles]
         if not tracked:
             roots = [r for r in map(self.root, ins) if r is not None]
@@ -260,6 +272,7 @@ def _conv(tr: _Tracer, func: Any, args: Sequence[Any], kwargs: dict[str, Any], o
     padding = _arg(args, kwargs, 4, "padding", 0)
     dilation = _arg(args, kwargs, 5, "dilation", 1)
     groups = int(_arg(args, kwargs, 6, "groups", 1))
+    tr.uses(w, bias)
     k = tuple(int(v) for v in w.shape[2:])
     tup = lambda v: (int(v),) * nd if isinstance(v, int) else tuple(int(a) for a in v)
     d = tup(dilation)
@@ -281,6 +294,7 @@ def _conv(tr: _Tracer, func: Any, args: Sequence[Any], kwargs: dict[str, Any], o
 def _conv_transpose(tr: _Tracer, func: Any, args: Sequence[Any], kwargs: dict[str, Any], out: Any, name: str) -> int:
     x, w = args[0], _arg(args, kwargs, 1, "weight")
     bias = _arg(args, kwargs, 2, "bias")
+    tr.uses(w, bias)
     nd = w.dim() - 2
     tup = lambda v: (int(v),) * nd if isinstance(v, int) else tuple(int(a) for a in v)
     p = tup(_arg(args, kwargs, 4, "padding", 0))
@@ -315,6 +329,7 @@ def _linear(tr: _Tracer, func: Any, args: Sequence[Any], kwargs: dict[str, Any],
     bias = _arg(args, kwargs, 2, "bias")
     if id(w) in tr.handles:  # linear of two activations: x @ w.T
         return _matmul_node(tr, x, w, out, name)
+    tr.uses(w, bias)
     return _linear_node(tr, x, (int(w.shape[0]), int(w.shape[1])), bias is not None, out, name)
 
 
@@ -329,6 +344,7 @@ def _keep_or_tokens(tr: _Tracer, h: int, features: int, out: T) -> tuple[int, ..
 def _bn(tr: _Tracer, func: Any, args: Sequence[Any], kwargs: dict[str, Any], out: Any, name: str) -> int:
     x = args[0]
     w, b = _arg(args, kwargs, 3, "weight"), _arg(args, kwargs, 4, "bias")
+    tr.uses(w, b)
     h = tr.handles[id(x)]
     _same_perm(tr, x)
     c = int(x.shape[1]) if x.dim() > 1 else int(x.shape[0])
@@ -341,6 +357,7 @@ def _layernorm(tr: _Tracer, func: Any, args: Sequence[Any], kwargs: dict[str, An
     x = args[0]
     normalized = tuple(int(d) for d in _arg(args, kwargs, 1, "normalized_shape"))
     w, b = _arg(args, kwargs, 2, "weight"), _arg(args, kwargs, 3, "bias")
+    tr.uses(w, b)
     h = tr.handles[id(x)]
     _same_perm(tr, x)
     return tr.b.add_node("layernorm", [h], _keep_or_tokens(tr, h, math.prod(normalized), out),
@@ -351,6 +368,7 @@ def _groupnorm(tr: _Tracer, func: Any, args: Sequence[Any], kwargs: dict[str, An
     x = args[0]
     groups = int(_arg(args, kwargs, 1, "num_groups"))
     w, b = _arg(args, kwargs, 2, "weight"), _arg(args, kwargs, 3, "bias")
+    tr.uses(w, b)
     h = tr.handles[id(x)]
     _same_perm(tr, x)
     return tr.b.add_node("groupnorm", [h], _keep_or_tokens(tr, h, int(x.shape[1]), out),
@@ -790,6 +808,8 @@ def _trace(module: torch.nn.Module, shape: tuple[int, ...], *, meta: bool, allow
     h1 = torch.nn.modules.module.register_module_forward_pre_hook(pre)
     h2 = torch.nn.modules.module.register_module_forward_hook(post)
     tracer = _Tracer(b, stack, param_names)
+    params = [t for t in state.values() if isinstance(t, torch.nn.Parameter)] if meta else list(module.parameters())  # type: ignore[union-attr]
+    tracer.param_shapes = {id(t): tuple(t.shape) for t in params}
     x = torch.zeros((1, *shape), device=device, dtype=dtype)
     tracer.track(x, b.input, L.identity(x.dim()))
     try:
@@ -848,7 +868,13 @@ def from_torch(
     outs = [o for o in outs if o is not None]
     if not outs:
         raise ConversionError(f"torch module {type(module).__name__} returned no tensor computed from its input")
-    info = {"frontend": "torch", "input_shape": list(shape), "name": type(module).__name__}
+    info: dict[str, Any] = {"frontend": "torch", "input_shape": list(shape), "name": type(module).__name__}
+    unused = sum(math.prod(shp) for i, shp in tracer.param_shapes.items() if i not in tracer.seen_params)
+    if unused:  # parameters the forward never touched (an unused head...): not in the graph, reported
+        info["unused_params"] = unused
+    shared = sum(math.prod(tracer.param_shapes.get(i, ())) * (n - 1) for i, n in tracer.layer_uses.items() if n > 1)
+    if shared:  # a layer called more than once: each call is a node with the weights, counted once by torch
+        info["shared_params"] = shared
     info.update(meta or {})
     return b.build(outs, meta=info)
 

@@ -289,18 +289,36 @@ def test_keras_multi_head_attention_counts() -> None:
 
 
 @pytest.mark.tf
-def test_keras_exact_gelu_through_tf2onnx_names_the_op() -> None:
-    """tf2onnx writes Keras' exact GELU with ``Erfc`` (not an ONNX op): the error names it, not a shape."""
+@pytest.mark.parametrize("faithful", [True, False], ids=["faithful", "tf2onnx_defaults"])
+def test_keras_exact_gelu_through_tf2onnx(faithful: bool) -> None:
+    """tf2onnx writes Keras' exact GELU as ``0.5 * x * Erfc(-x / sqrt 2)`` (``Erfc`` is no ONNX op): read as ``gelu``."""
     keras = pytest.importorskip("keras")
     pytest.importorskip("tf2onnx")
-    from onnx_export import keras_to_onnx
+    from onnx_export import keras_to_onnx, randomize_keras
+
+    from napbench.conversion import from_keras
 
     inp = keras.Input((4,))
-    model = keras.Model(inp, keras.layers.Dense(3)(keras.layers.Activation("gelu")(keras.layers.Dense(4)(inp))))
-    proto = keras_to_onnx(model)
-    try:
-        g = from_onnx(proto)
-    except NapbenchError as exc:
-        assert "Erfc" in str(exc) and "static shape" not in str(exc)
-    else:  # read as the GELU it is
-        assert [n.op for n in g.nodes] == ["input", "linear", "gelu", "linear"]
+    model = randomize_keras(keras.Model(inp, keras.layers.Dense(3)(keras.layers.Activation("gelu")(keras.layers.Dense(4)(inp)))))
+    proto = keras_to_onnx(model, faithful=faithful)
+    assert "Erfc" in {n.op_type for n in proto.graph.node}
+    g = from_onnx(proto)
+    assert [n.op for n in g.nodes] == ["input", "linear", "gelu", "linear"]
+    assert g.canonical_hash == from_keras(model).canonical_hash
+
+
+def test_unused_and_shared_parameters_are_reported() -> None:
+    """Any torch model: ``g.params - shared_params + unused_params == sum(p.numel())``."""
+
+    class M(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc, self.unused = nn.Linear(4, 4), nn.Linear(4, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.fc(torch.relu(self.fc(x)))  # one layer called twice: two nodes, one set of weights
+
+    m = M()
+    g = from_torch(m, (4,))
+    assert (g.meta["shared_params"], g.meta["unused_params"]) == (20, 15)
+    assert g.params - g.meta["shared_params"] + g.meta["unused_params"] == torch_params(m)

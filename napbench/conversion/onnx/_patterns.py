@@ -37,6 +37,12 @@ class _Patterns:
                     last = max(members)
                     drop.update(members)
                     replace_at[last] = onnx.helper.make_node("Gelu", [x], [out], name=node.name or out)
+            elif node.op_type == "Erfc" and idx not in drop:
+                m = self._match_gelu_erfc(node, prod)
+                if m is not None:
+                    x, out, members = m
+                    drop.update(members)
+                    replace_at[max(members)] = onnx.helper.make_node("Gelu", [x], [out], name=node.name or out)
             elif node.op_type == "Clip" and idx not in drop:
                 m = self._match_hardswish(node, prod)
                 if m is not None:
@@ -55,6 +61,15 @@ class _Patterns:
             for i, n in enumerate(self.nodes):
                 for name in n.input:
                     self.consumers.setdefault(name, []).append(i)
+            # a replaced formula keeps its input's shape; shapes that inference could not reach
+            # past an op it does not know (tf2onnx's Erfc) are inferred again from there on
+            for n in replace_at.values():
+                if self.shapes.get(n.output[0]) is None and self.shapes.get(n.input[0]) is not None:
+                    self.shapes[n.output[0]] = self.shapes[n.input[0]]
+                    if n.input[0] in self.types:
+                        self.types[n.output[0]] = self.types[n.input[0]]
+            for n in self.nodes:
+                self._infer_missing(n)  # type: ignore[attr-defined]
 
     def _clip_bounds(self, clip: onnx.NodeProto) -> tuple[float | None, float | None]:
         a = _attrs(clip)
@@ -95,6 +110,32 @@ class _Patterns:
         if mul is None or mul.op_type != "Mul" or x not in mul.input or scale.output[0] not in mul.input:
             return None
         return x, mul.output[0], [prod[add.output[0]], prod[clip.output[0]], prod[scale.output[0]], prod[mul.output[0]]]
+
+    def _match_gelu_erfc(self, erfc: onnx.NodeProto, prod: dict[str, int]) -> tuple[str, str, list[int]] | None:
+        """``(0.5 * x) * erfc(-x * (1/sqrt 2))`` -- how tf2onnx writes Keras' exact GELU (``Erfc`` is not
+        an ONNX op) -> (x, output, member nodes)."""
+        pre = self.nodes[prod[erfc.input[0]]] if erfc.input[0] in prod else None
+        if pre is None or pre.op_type != "Mul" or self._single_consumer(pre.output[0]) is not erfc:
+            return None
+        neg_out = next((i for i in pre.input if i in prod and self.nodes[prod[i]].op_type == "Neg"), None)
+        c = next((i for i in pre.input if i != neg_out), None)
+        if neg_out is None or c is None or not _close(self._value(c), 1 / math.sqrt(2.0)):
+            return None
+        neg = self.nodes[prod[neg_out]]
+        if self._single_consumer(neg_out) is not pre:
+            return None
+        x = neg.input[0]
+        mul = self._single_consumer(erfc.output[0])
+        if mul is None or mul.op_type != "Mul":
+            return None
+        half_out = mul.input[1] if mul.input[0] == erfc.output[0] else mul.input[0]
+        half = self.nodes[prod[half_out]] if half_out in prod else None
+        if half is None or half.op_type != "Mul" or x not in half.input or self._single_consumer(half_out) is not mul:
+            return None
+        if not _close(self._value(half.input[1] if half.input[0] == x else half.input[0]), 0.5):
+            return None
+        members = [prod[neg_out], prod[pre.output[0]], prod[erfc.output[0]], prod[half_out], prod[mul.output[0]]]
+        return x, mul.output[0], members
 
     def _match_gelu(self, erf: onnx.NodeProto, prod: dict[str, int]) -> tuple[str, str, list[int]] | None:
         """``x * 0.5 * (1 + erf(x / sqrt(2)))`` in any multiplication order -> (x, output, member nodes)."""
