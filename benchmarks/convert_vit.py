@@ -64,7 +64,7 @@ class ViTB16(nn.Module):
         return self.head(self.norm(self.blocks(x))[:, 0])
 
 
-def _best(fn, repeat: int) -> tuple[float, object]:  # noqa: ANN001
+def _best(fn, repeat: int) -> tuple[float, object]:
     best, out = float("inf"), None
     for _ in range(repeat):
         t = time.perf_counter()

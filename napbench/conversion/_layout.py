@@ -74,3 +74,17 @@ def guess_perm(target: Shape, shape: Sequence[int], *, channels_last_first: bool
         if graph_shape(shape, p) == target:
             return p
     return None
+
+
+def einsum_parts(eq: str, shapes: Sequence[Sequence[int]]) -> tuple[int, int] | None:
+    """(contracted length, output length) of a two-operand einsum, or None when it is not one."""
+    eq = eq.replace(" ", "")
+    if "->" not in eq or "..." in eq:
+        return None
+    lhs, out = eq.split("->")
+    ins = lhs.split(",")
+    if len(ins) != 2 or any(len(t) != len(s) for t, s in zip(ins, shapes)):
+        return None
+    size = {c: int(d) for t, s in zip(ins, shapes) for c, d in zip(t, s)}
+    contracted = [c for c in size if c in ins[0] and c in ins[1] and c not in out]
+    return math.prod(size[c] for c in contracted), math.prod(size[c] for c in out)

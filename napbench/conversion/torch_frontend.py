@@ -613,6 +613,53 @@ def _normalize(tr: _Tracer, func: Any, args: Sequence[Any], kwargs: dict[str, An
     return tr.b.elementwise("div", [hx, n], name=name)
 
 
+def _einsum(tr: _Tracer, func: Any, args: Sequence[Any], kwargs: dict[str, Any], out: Any, name: str) -> int:
+    """Two-operand ``torch.einsum``: of two activations a ``matmul`` (``inner`` = the contracted
+    length), of an activation and a weight a ``linear``."""
+    eq, ops = args[0], (list(args[1]) if len(args) == 2 and isinstance(args[1], (list, tuple)) else list(args[1:]))
+    hs = [tr.handle(o) for o in ops]
+    live = [h for h in hs if h is not None]
+    parts = L.einsum_parts(eq, [tuple(o.shape) for o in ops]) if len(ops) == 2 else None
+    if parts is None:
+        return tr.b.unsupported(f"einsum({eq!r})", live[:1], _fl(out), name=name)
+    inner, _ = parts
+    tr.out_perm = None
+    if all(h is not None for h in hs):
+        return tr.b.add_node("matmul", hs, _fl(out), inner=inner, name=name)  # type: ignore[arg-type]
+    x, w = (ops[0], ops[1]) if hs[0] is not None else (ops[1], ops[0])
+    if isinstance(w, torch.nn.Parameter):
+        tr.uses(w)
+        c_out = _numel(w) // inner
+        hx = tr.handles[id(x)]
+        return tr.b.add_node("linear", [hx], tr.b.feature_shape(hx, inner, c_out, _numel(out)), weight_shape=(c_out, inner),
+                             name=name)
+    ho = tr.operand(w, name)
+    if ho is not None:  # a view of a learned tensor (a param node)
+        return tr.b.add_node("matmul", [tr.handles[id(x)], ho] if hs[0] is not None else [ho, tr.handles[id(x)]], _fl(out),
+                             inner=inner, name=name)
+    return tr.b.unsupported(f"einsum({eq!r}) with a constant operand", live[:1], _fl(out), name=name)
+
+
+def _stack(tr: _Tracer, func: Any, args: Sequence[Any], kwargs: dict[str, Any], out: Any, name: str) -> int:
+    """``torch.stack``: a concatenation along a new axis (tokens)."""
+    xs = args[0] if args else kwargs["tensors"]
+    hs = [tr.operand(x, name) for x in xs]
+    if any(h is None for h in hs):
+        return tr.b.unsupported("stack with constants", [h for h in hs if h is not None][:1], _fl(out), name=name)
+    tr.out_perm = None
+    return hs[0] if len(hs) == 1 else tr.b.add_node("concat", hs, _fl(out), name=name)  # type: ignore[arg-type,return-value]
+
+
+def _masked_fill(tr: _Tracer, func: Any, args: Sequence[Any], kwargs: dict[str, Any], out: Any, name: str) -> int:
+    """``x.masked_fill(mask, value)`` with a constant mask (attention masking): plumbing, like adding a constant mask."""
+    x, mask = args[0], _arg(args, kwargs, 1, "mask")
+    hx = tr.handles[id(x)]
+    if tr.handle(mask) is not None:
+        return tr.b.unsupported("masked_fill with a computed mask", [hx], tr.b.shape(hx), name=name)
+    _same_perm(tr, x)
+    return hx
+
+
 def _attention(tr: _Tracer, q: T, k: T, v: T, out: T, mask: Any, name: str) -> int:
     """``softmax(q @ k^T [+ mask]) @ v`` as primitive nodes: matmul (inner d), [add], softmax, matmul (inner N_k)."""
     hq, hk, hv = tr.operand(q, name), tr.operand(k, name), tr.operand(v, name)
@@ -723,6 +770,9 @@ _reg([F.interpolate, F.upsample], _interpolate)
 _reg([torch.matmul, T.matmul, T.__matmul__, torch.mm, torch.bmm, T.bmm, T.mm], _matmul)
 _reg([F.scaled_dot_product_attention], _sdpa)
 _reg([F.normalize], _normalize)
+_reg([torch.einsum], _einsum)
+_reg([torch.stack], _stack)
+_reg([T.masked_fill, torch.masked_fill, T.masked_fill_], _masked_fill)
 _reg([F.multi_head_attention_forward], _mha)
 _reg(
     [

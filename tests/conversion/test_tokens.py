@@ -25,7 +25,7 @@ from napbench.errors import ConversionError, InvalidGraphError, NapbenchError
 
 
 class _Fn(nn.Module):
-    def __init__(self, fn, **mods: nn.Module) -> None:  # noqa: ANN001
+    def __init__(self, fn, **mods: nn.Module) -> None:
         super().__init__()
         self.fn = fn
         for k, m in mods.items():
@@ -52,7 +52,7 @@ def _exact(m: nn.Module, shape: tuple[int, ...], *, onnx_too: bool = True) -> Co
 class _Tokens(nn.Module):
     """Patch embedding to (B, N, C), then ``body``; ends in a linear head on the mean token."""
 
-    def __init__(self, body, **mods: nn.Module) -> None:  # noqa: ANN001
+    def __init__(self, body, **mods: nn.Module) -> None:
         super().__init__()
         self.embed, self.head, self.body = nn.Conv2d(3, 8, 4, 4), nn.Linear(8, 5), body
         for k, m in mods.items():
@@ -63,19 +63,22 @@ class _Tokens(nn.Module):
         return self.head(self.body(self, t).mean(1))
 
 
+def _cat_halves(m: nn.Module, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return torch.cat([m.fc0(a), m.fc1(b)], 1)
+
+
 @pytest.mark.parametrize(
     ("body", "widths"),
     [
         pytest.param(lambda m, t: m.fc0(t.permute(0, 2, 1).transpose(1, 2)), [8], id="transpose_permute"),
         pytest.param(lambda m, t: m.fc0(torch.roll(t.view(1, 4, 4, 8), (1, 1), (1, 2)).reshape(1, 16, 8)), [8], id="roll"),
-        pytest.param(lambda m, t: (lambda a, b: torch.cat([m.fc0(a), m.fc1(b)], 1))(*t.split(8, dim=1)), [8, 8],
-                     id="split_cat_tokens"),
+        pytest.param(lambda m, t: _cat_halves(m, *t.split(8, dim=1)), [8, 8], id="split_cat_tokens"),
         pytest.param(lambda m, t: m.fc1(torch.cat([m.fc0(t), t], -1)), [8, 16], id="cat_last_dim"),
         pytest.param(lambda m, t: m.fc0(t / torch.linalg.vector_norm(t, dim=-1, keepdim=True)), [8], id="vector_norm"),
         pytest.param(lambda m, t: m.fc0(F.normalize(t, dim=-1)), [8], id="normalize"),
     ],
 )
-def test_torch_token_plumbing_and_ops(body, widths: list[int]) -> None:  # noqa: ANN001
+def test_torch_token_plumbing_and_ops(body, widths: list[int]) -> None:
     g = _exact(_Tokens(body, **{f"fc{i}": nn.Linear(w, 8) for i, w in enumerate(widths)}), (3, 16, 16))
     assert "unknown" not in g.op_counts()
 
@@ -322,3 +325,22 @@ def test_unused_and_shared_parameters_are_reported() -> None:
     g = from_torch(m, (4,))
     assert (g.meta["shared_params"], g.meta["unused_params"]) == (20, 15)
     assert g.params - g.meta["shared_params"] + g.meta["unused_params"] == torch_params(m)
+
+
+def test_einsum_stack_and_masked_fill_attention() -> None:
+    """Attention written with ``torch.einsum``, ``torch.stack`` and ``masked_fill``; ONNX ``Einsum`` and ``Where``."""
+
+    class E(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.qkv, self.w = nn.Linear(8, 24), nn.Parameter(torch.rand(8, 6))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            t = x.flatten(2).transpose(1, 2)
+            q, k, v = torch.stack(self.qkv(t).chunk(3, -1), 0).unbind(0)
+            mask = torch.zeros(16, 16, dtype=torch.bool, device=x.device)
+            a = torch.einsum("bnc,bmc->bnm", q, k).masked_fill(mask, -1e4).softmax(-1)
+            return torch.einsum("bnc,cd->bnd", torch.einsum("bnm,bmc->bnc", a, v), self.w)
+
+    g = _exact(E(), (8, 4, 4))
+    assert [n.inner for n in g.nodes if n.op == "matmul"] == [8, 16]

@@ -208,7 +208,7 @@ class Swin(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.patch_norm(self.patch_embed(x).flatten(2).transpose(1, 2))
         x = self.blocks(x)
-        b, n, c = x.shape
+        b, _, c = x.shape
         x = x.view(b, 8, 8, c)
         x = torch.cat([x[:, 0::2, 0::2], x[:, 1::2, 0::2], x[:, 0::2, 1::2], x[:, 1::2, 1::2]], -1).view(b, -1, 4 * c)
         x = self.norm(self.reduction(self.merge_norm(x)))
@@ -320,3 +320,25 @@ def keras_convnext() -> Any:
 
 
 KERAS: dict[str, Callable[[], Any]] = {"convnext": keras_convnext}
+
+
+if __name__ == "__main__":  # the agreement table of the README: python tests/conversion/token_nets.py
+    import sys
+    import warnings
+
+    sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
+    from onnx_export import torch_to_onnx
+
+    from napbench.conversion import from_onnx, from_torch
+
+    warnings.simplefilter("ignore")
+    print("| network | torch params | CG params (torch / ONNX) | FlopCounterMode MACs | CG MACs (torch / ONNX) | one hash |")
+    print("|---|---|---|---|---|---|")
+    for name in TOKEN_NETS:
+        m = torch_net(name)
+        with torch.no_grad():
+            for p in m.parameters():
+                p.copy_(torch.rand(p.shape) + 0.5)
+        g, o = from_torch(m, INPUT_SHAPE), from_onnx(torch_to_onnx(m, INPUT_SHAPE, keep_bn=True))
+        print(f"| {name} | {torch_params(m):,} | {g.params:,} / {o.params:,} | {torch_macs(m):,} | {g.flops:,} / {o.flops:,} | "
+              f"{'yes' if g.canonical_hash == o.canonical_hash else 'NO'} |")

@@ -9,6 +9,7 @@ from typing import Any
 
 import onnx
 
+from napbench.conversion._layout import einsum_parts
 from napbench.conversion.builder import canon_shape, tokens
 from napbench.conversion.onnx._common import _PLUMBING, _attrs, _cg, _channels_last_perm, _identity, _tokens_of
 from napbench.conversion.onnx._consts import _axes
@@ -525,6 +526,39 @@ def _resize(c: _Converter, node: onnx.NodeProto) -> None:
     c.emit("upsample", node, [h], p, c.out_shape(out, p))
 
 
+def _einsum(c: _Converter, node: onnx.NodeProto) -> None:
+    """Two-operand ``Einsum``: of two activations a ``matmul``, of an activation and a constant a ``linear``."""
+    eq = _attrs(node)["equation"]
+    eq = eq.decode() if isinstance(eq, bytes) else str(eq)
+    ins = [i for i in node.input if i]
+    parts = einsum_parts(eq, [c.shape(i) for i in ins]) if len(ins) == 2 else None
+    if parts is None:
+        c._unknown(node, f"Einsum({eq!r})")
+        return
+    inner, _ = parts
+    out = node.output[0]
+    shape = _tokens_of(c.shape(out))
+    acts = [i for i in ins if i in c.act]
+    if len(acts) == 2:
+        c.emit("matmul", node, [c.act[i][0] for i in ins], None, shape, inner=inner)
+        return
+    w = next(i for i in ins if i not in c.act)
+    h = c.act[acts[0]][0]
+    c_out = math.prod(c.shape(w)) // inner
+    c.emit("linear", node, [h], None, c.b.feature_shape(h, inner, c_out, math.prod(c.shape(out))), weight_shape=(c_out, inner))
+
+
+def _where(c: _Converter, node: onnx.NodeProto) -> None:
+    """``Where(constant mask, x, constant)`` (``masked_fill``): plumbing, like adding a constant mask."""
+    cond, a, b = node.input[0], node.input[1], node.input[2]
+    acts = [i for i in (a, b) if i in c.act]
+    if cond in c.act or len(acts) != 1:
+        c._unknown(node, "Where")
+        return
+    h, p = c.act[acts[0]]
+    c._bind(node.output[0], h, p)
+
+
 def _softmax(c: _Converter, node: onnx.NodeProto) -> None:
     h, p = _x(c, node)
     xs = c.shape(node.input[0])
@@ -576,6 +610,8 @@ HANDLERS: dict[str, Handler] = {
     "ReduceMax": _reduce("global_maxpool", "reduce_max"),
     "ReduceL2": _reduce("", "reduce_l2"),
     "Gather": _gather,
+    "Einsum": _einsum,
+    "Where": _where,
     "Pad": _pad,
     "Slice": _slice,
     "Split": _split,
