@@ -77,7 +77,7 @@ def guess_perm(target: Shape, shape: Sequence[int], *, channels_last_first: bool
 
 
 def einsum_parts(eq: str, shapes: Sequence[Sequence[int]]) -> tuple[int, int] | None:
-    """(contracted length, output length) of a two-operand einsum, or None when it is not one."""
+    """(contracted length, output length) of a two-operand einsum that contracts an index, else None."""
     eq = eq.replace(" ", "")
     if "->" not in eq or "..." in eq:
         return None
@@ -87,4 +87,6 @@ def einsum_parts(eq: str, shapes: Sequence[Sequence[int]]) -> tuple[int, int] | 
         return None
     size = {c: int(d) for t, s in zip(ins, shapes) for c, d in zip(t, s)}
     contracted = [c for c in size if c in ins[0] and c in ins[1] and c not in out]
+    if not contracted:  # an elementwise or outer product, not a matrix product
+        return None
     return math.prod(size[c] for c in contracted), math.prod(size[c] for c in out)

@@ -70,8 +70,7 @@ class _Analysis:
         tt = inputs[0].type.tensor_type
         if not tt.HasField("shape") or not tt.shape.dim:
             raise ConversionError(f"{self.label}: input {self.input_name!r} has no shape; expected a static shape (batch may be symbolic)")
-        model = onnx.ModelProto()
-        model.CopyFrom(self.model)
+        model = self._shape_model()
         dims = next(i for i in model.graph.input if i.name == self.input_name).type.tensor_type.shape.dim
         for k, d in enumerate(dims):
             if not d.HasField("dim_value") or d.dim_value <= 0:
@@ -106,6 +105,29 @@ class _Analysis:
             self._analyse_node(node)
             defined.update(node.output)
 
+    def _shape_model(self) -> onnx.ModelProto:
+        """A copy of the model for shape inference without the data of large initializers.
+
+        Their types and shapes become graph inputs: inference needs only the values of small
+        constants (shape tensors), and serialising a 300 MB model for it would dominate the
+        conversion time.
+        """
+        g = self.model.graph
+        g2 = onnx.GraphProto(name=g.name)
+        g2.node.extend(g.node)
+        g2.input.extend(g.input)
+        g2.output.extend(g.output)
+        g2.value_info.extend(g.value_info)
+        declared = {i.name for i in g.input}
+        for init in g.initializer:
+            if math.prod(init.dims) <= _SMALL:
+                g2.initializer.append(init)
+            elif init.name not in declared:
+                g2.input.append(onnx.helper.make_tensor_value_info(init.name, init.data_type, list(init.dims)))
+        model = onnx.ModelProto(ir_version=self.model.ir_version, producer_name=self.model.producer_name, graph=g2)
+        model.opset_import.extend(self.model.opset_import)
+        return model
+
     def _analyse_node(self, node: onnx.NodeProto) -> None:
         ins = list(node.input)
         has_graph_attr = any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for a in node.attribute)
@@ -127,6 +149,19 @@ class _Analysis:
                 to = self.types[ins[1]].tensor_type.elem_type
                 self._set_const(node.output[0], v.astype(_np_dtype(to)))
                 return
+        if all_const and node.op_type in _VIEW_OPS and any(
+            i in self.shapes and self.shapes[i] is not None and math.prod(self.shapes[i]) > _SMALL for i in ins  # type: ignore[arg-type]
+        ):
+            # a view of a large weight (a transposed linear weight...): its shape is what matters
+            roots = {self.roots[i] for i in ins if i in self.roots}
+            for name in node.output:
+                if name:
+                    self.const_names.add(name)
+                    self.consts[name] = None
+                    if len(roots) == 1:
+                        self.roots[name] = next(iter(roots))
+            self._infer_missing(node)
+            return
         if all_const:
             vals = self._evaluate(node)
             if vals is not None:

@@ -533,7 +533,7 @@ def _einsum(c: _Converter, node: onnx.NodeProto) -> None:
     ins = [i for i in node.input if i]
     parts = einsum_parts(eq, [c.shape(i) for i in ins]) if len(ins) == 2 else None
     if parts is None:
-        c._unknown(node, f"Einsum({eq!r})")
+        c._unknown(node, "Einsum")
         return
     inner, _ = parts
     out = node.output[0]
