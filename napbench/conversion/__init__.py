@@ -16,7 +16,7 @@ from napbench.conversion.graph import CompGraph, Node
 from napbench.conversion.storage import read_graphs, scan_graphs, write_graphs
 from napbench.conversion.vocab import OPS, VOCAB_VERSION
 
-CONVERTER_VERSION = "1.0"
+CONVERTER_VERSION = "2.0"
 
 
 def from_torch(module: Any, input_shape: Any, **kw: Any) -> CompGraph:
@@ -34,8 +34,8 @@ def from_keras(model: Any, **kw: Any) -> CompGraph:
 
 
 def from_onnx(path_or_model: Any, **kw: Any) -> CompGraph:
-    """Convert an ONNX file or ModelProto (see :func:`napbench.conversion.onnx_frontend.from_onnx`)."""
-    from napbench.conversion.onnx_frontend import from_onnx as f
+    """Convert an ONNX file or ModelProto (see :func:`napbench.conversion.onnx.from_onnx`)."""
+    from napbench.conversion.onnx import from_onnx as f
 
     return f(path_or_model, **kw)
 

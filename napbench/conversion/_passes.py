@@ -11,7 +11,16 @@ The rules (part of the vocabulary version):
 6. a pooling window covering the whole unpadded feature map is a global pool;
 7. common subexpressions: identical parameter-free ops (activations, pools, ``zero``,
    sums, products, concats) on identical inputs are one node -- exporters such as
-   ``torch.onnx`` and tf2onnx merge them, so every frontend does.
+   ``torch.onnx`` and tf2onnx merge them, so every frontend does;
+8. (vocabulary 2.0) a ``scale`` that only feeds a ``matmul``, or that is the only reader of a
+   ``matmul``, is part of it: attention's ``1/sqrt(d)`` is written on the scores (torch),
+   on the query (Keras), on query and key (the ONNX export of ``scaled_dot_product_attention``)
+   or not at all (``scaled_dot_product_attention``), so attention is always
+   ``matmul -> softmax -> matmul``;
+9. (vocabulary 2.0) ``x * a + b`` with learned per-channel ``a`` and ``b`` (``param`` nodes of
+   ``C`` elements on a tensor whose canonical axis 0 has ``C`` channels) is a ``bn``: an
+   inference affine is how Keras' BatchNormalization reaches ONNX (``Mul`` + ``Add``), and
+   ONNX cannot tell a learned affine from it, so every frontend reads both as ``bn``.
 """
 
 from __future__ import annotations
@@ -76,12 +85,70 @@ def _compact(nodes: list[Node | None], outputs: list[int], alias: dict[int, int]
     return out, seen
 
 
+def _absorb_matmul_scales(nodes: list[Node], outputs: list[int]) -> tuple[list[Node], list[int]]:
+    """Rule 8: drop ``scale`` nodes that only feed a matmul or only read one."""
+    if not any(n.op == "matmul" for n in nodes):
+        return nodes, outputs
+    nodes_m: list[Node | None] = list(nodes)
+    cons = _consumers(nodes_m)
+    alias: dict[int, int] = {}
+    for i, n in enumerate(nodes):
+        if n.op != "scale" or i in outputs:
+            continue
+        src = n.inputs[0]
+        feeds_matmul = bool(cons[i]) and all(nodes[c].op == "matmul" for c in cons[i])
+        reads_matmul = nodes[src].op == "matmul" and len(cons[src]) == 1 and n.output_shape == nodes[src].output_shape
+        if (feeds_matmul and n.output_shape == n.input_shapes[0]) or reads_matmul:
+            alias[i] = src
+            nodes_m[i] = None
+    if not alias:
+        return nodes, outputs
+    return _compact(nodes_m, outputs, alias)
+
+
+def _affine_to_bn(nodes: list[Node], outputs: list[int]) -> tuple[list[Node], list[int]]:
+    """Rule 9: ``add(mul(x, param a), param b)`` with per-channel a, b -> ``bn(x)``."""
+    if not any(n.op == "param" for n in nodes):
+        return nodes, outputs
+    nodes_m: list[Node | None] = list(nodes)
+    cons = _consumers(nodes_m)
+
+    def channel_param(j: int, c: int, user: int) -> bool:
+        n = nodes[j]
+        return n.op == "param" and cons[j] == [user] and n.weight_shape == (c,)
+
+    changed = False
+    for i, n in enumerate(nodes):
+        if n.op != "add" or len(n.inputs) != 2 or not n.output_shape:
+            continue
+        c = n.output_shape[0]
+        for m_idx, b_idx in (n.inputs, n.inputs[::-1]):
+            m = nodes[m_idx]
+            if m.op != "mul" or len(m.inputs) != 2 or cons[m_idx] != [i] or m_idx in outputs or not channel_param(b_idx, c, i):
+                continue
+            a_idx = next((j for j in m.inputs if channel_param(j, c, m_idx)), None)
+            if a_idx is None:
+                continue
+            x = next(j for j in m.inputs if j != a_idx)
+            if nodes[x].output_shape != n.output_shape:
+                continue
+            nodes_m[i] = replace(n, op="bn", inputs=(x,), input_shapes=(nodes[x].output_shape,), weight_shape=(c,), bias=True)
+            nodes_m[m_idx] = nodes_m[a_idx] = nodes_m[b_idx] = None
+            changed = True
+            break
+    if not changed:
+        return nodes, outputs
+    return _compact(nodes_m, outputs, {})
+
+
 def canonicalize(raw: list[Node], outputs: list[int]) -> tuple[list[Node], list[int]]:
     """Apply the canonicalisation rules to a raw node list (see module docstring)."""
     nodes: list[Node | None] = list(raw)
     alias: dict[int, int] = {}
     # 1. dead code first so consumer counts are meaningful
     nodes, outputs = _compact(nodes, outputs, alias)
+    nodes, outputs = _absorb_matmul_scales(nodes, outputs)
+    nodes, outputs = _affine_to_bn(nodes, outputs)
     nodes_m: list[Node | None] = list(nodes)
     cons = _consumers(nodes_m)
     for i, n in enumerate(nodes_m):
@@ -173,6 +240,6 @@ def fold_batchnorm(g: CompGraph) -> CompGraph:
             nodes[i] = None
             alias[i] = src
     if not alias:
-        return g
+        return g if g.meta.get("bn_folded") else g.with_meta(bn_folded=True)
     out, outs = _compact(nodes, list(g.outputs), alias)
     return CompGraph(tuple(out), tuple(outs), {**g.meta, "bn_folded": True})

@@ -38,7 +38,7 @@ def graph_summary(g: CompGraph, *, max_rows: int = 12) -> str:
         for i in sorted(heavy):
             n = g.nodes[i]
             lines.append(
-                f"    {i:>4} {n.op:<14} {str(n.input_shapes[0]) if n.input_shapes else '':<16} -> {str(n.output_shape):<16}"
+                f"    {i:>4} {n.op:<14} {str(n.input_shapes[0]) if n.input_shapes else '':<16} -> {n.output_shape!s:<16}"
                 f" w{n.weight_shape} {human(n.flops)} MACs  {n.name}"
             )
     return "\n".join(lines)

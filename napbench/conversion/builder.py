@@ -6,11 +6,19 @@ Every frontend (torch, Keras, ONNX) and every family fast path emits nodes throu
 whatever framework it comes from.
 
 Handles are plain ints (node indices in the raw graph). Plumbing ops (reshape, flatten,
-identity, dropout, ...) are not nodes: a frontend simply returns the input handle.
+transpose, permute, roll, identity, dropout, ...) are not nodes: a frontend simply returns the
+input handle.
+
+The rules every frontend shares live here, once: constant arithmetic (:meth:`GraphBuilder.const_arith`:
+``x*0`` -> ``zero``, ``x*1`` and ``x+c`` -> plumbing, ``x*c`` -> ``scale``), TensorFlow/ONNX
+"same" padding (:func:`same_padding`), the canonical shapes of token tensors
+(:func:`tokens`, :meth:`GraphBuilder.feature_shape`) and of elementwise results
+(:meth:`GraphBuilder.broadcast`), and learned tensors (:meth:`GraphBuilder.param`).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -25,6 +33,27 @@ def canon_shape(shape: Sequence[int]) -> Shape:
     if len(s) > 1 and all(d == 1 for d in s[1:]):
         return s[:1]
     return s
+
+
+def tokens(features: int, numel: int) -> Shape:
+    """Canonical shape of a token tensor: ``(F, M)`` with ``M = numel / F`` positions (``(F,)`` when ``M == 1``)."""
+    f = int(features)
+    m = int(numel) // f if f else 0
+    return (f,) if m == 1 else (f, m)
+
+
+def same_padding(spatial: Sequence[int], kernel: Sequence[int], stride: Sequence[int], dilation: Sequence[int], *,
+                 upper: bool = True) -> Shape:
+    """TensorFlow / ONNX ``SAME_UPPER`` padding as (begin..., end...); ``upper=False`` is ``SAME_LOWER``.
+
+    Total ``max((ceil(n/s)-1)*s + d*(k-1)+1 - n, 0)`` per dimension, ``total//2`` on the small side.
+    """
+    small, big = [], []
+    for n, k, st, d in zip(spatial, kernel, stride, dilation):
+        total = max((-(-int(n) // int(st)) - 1) * int(st) + int(d) * (int(k) - 1) + 1 - int(n), 0)
+        small.append(total // 2)
+        big.append(total - total // 2)
+    return (*small, *big) if upper else (*big, *small)
 
 
 def _tup(v: int | Sequence[int], n: int) -> Shape:
@@ -102,6 +131,74 @@ class GraphBuilder:
         if not self.allow_unknown:
             raise UnsupportedOpError(op, self.frontend, f"layer {name!r}" if name else "")
         return self.add_node("unknown", inputs, output_shape, name=name, detail=op)
+
+    # -- shared rules (every frontend) ---------------------------------------------------------
+    def numel(self, h: int) -> int:
+        """Number of elements of handle ``h``'s canonical shape."""
+        return math.prod(self.nodes[h].output_shape)
+
+    def feature_shape(self, x: int, f_in: int, f_out: int, out_numel: int) -> Shape:
+        """Canonical output shape of a feature op (``linear``...) mapping ``f_in`` features of ``x`` to ``f_out``.
+
+        When ``x``'s canonical axis 0 is the feature axis the op reads (a map, or tokens), the
+        other axes are kept: ``(f_out, *rest)``; otherwise (the feature axis was moved by
+        plumbing) the output is the token shape ``(f_out, out_numel / f_out)``.
+        """
+        shp = self.shape(x)
+        if shp and shp[0] == f_in and math.prod(shp) // f_in * f_out == out_numel:
+            return canon_shape((f_out, *shp[1:]))
+        return tokens(f_out, out_numel)
+
+    def broadcast(self, xs: Sequence[int], *, name: str = "") -> Shape:
+        """Canonical shape of an elementwise op on ``xs``: the largest input (most elements, then most
+        axes, then the largest shape), which every other input must divide (broadcasting)."""
+        shapes = [self.shape(i) for i in xs]
+        out = max(shapes, key=lambda s: (math.prod(s), len(s), s))
+        total = math.prod(out)
+        for s in shapes:
+            if total % max(math.prod(s), 1):
+                raise InvalidGraphError(f"elementwise op {name!r}: shapes {shapes} do not broadcast")
+        return out
+
+    def elementwise(self, op: str, xs: Sequence[int], *, name: str = "") -> int:
+        """An n-ary elementwise op (``add``, ``mul``, ``sub``, ``div``) with the :meth:`broadcast` shape."""
+        return self.add_node(op, list(xs), self.broadcast(xs, name=name), name=name)
+
+    def param(self, weight_shape: Sequence[int], output_shape: Sequence[int], *, name: str = "") -> int:
+        """A learned tensor used as an activation (a ``param`` source node).
+
+        Its weight shape is the stored tensor's shape without unit axes (exporters fold views
+        such as ``gamma.view(1, C, 1, 1)`` into the stored tensor, and ``(1, 1, C)`` class tokens
+        are ``(C,)`` elsewhere).
+        """
+        w = tuple(int(d) for d in weight_shape if int(d) != 1) or (1,)
+        self.nodes.append(Node("param", output_shape=canon_shape(output_shape), weight_shape=w, name=name))
+        return len(self.nodes) - 1
+
+    def const_arith(self, op: str, x: int, value: float | None, *, const_first: bool = False,
+                    same_size: bool = True, name: str = "") -> int:
+        """``x <op> c`` for a constant ``c`` that is not a learned tensor (the rule of every frontend).
+
+        ``value`` is ``c`` when it is a scalar (or all one value), ``None`` for a tensor of
+        mixed values. Multiplication: by 0 -> ``zero``, by 1 -> plumbing, else ``scale``;
+        division ``x / c`` -> ``scale`` (``c / x`` is unsupported); adding or subtracting a
+        constant is plumbing (a bias shift) unless it broadcasts ``x`` to a larger tensor.
+        """
+        if op == "mul":
+            if value == 0:
+                return self.add_node("zero", [x], self.shape(x), name=name)
+            if value == 1 and same_size:
+                return x
+            return self.add_node("scale", [x], self.shape(x), name=name)
+        if op == "div":
+            if const_first:
+                return self.unsupported("reciprocal (constant / tensor)", [x], self.shape(x), name=name)
+            if value == 1 and same_size:
+                return x
+            return self.add_node("scale", [x], self.shape(x), name=name)
+        if not same_size:
+            return self.unsupported(f"broadcast {op} with a constant", [x], self.shape(x), name=name)
+        return x
 
     # -- typed interface (fast paths, frontends) -----------------------------------------
     def conv(
@@ -184,11 +281,11 @@ class GraphBuilder:
         xs = list(xs)
         if len(xs) == 1:
             return xs[0]
-        return self.add_node("add", xs, self._broadcast([self.shape(i) for i in xs], name), name=name)
+        return self.add_node("add", xs, self.broadcast(xs, name=name), name=name)
 
     def mul(self, xs: Sequence[int], *, name: str = "") -> int:
         """Elementwise product (with broadcasting of (C,) gates over feature maps)."""
-        return self.add_node("mul", list(xs), self._broadcast([self.shape(i) for i in xs], name), name=name)
+        return self.add_node("mul", list(xs), self.broadcast(xs, name=name), name=name)
 
     def concat(self, xs: Sequence[int], *, name: str = "") -> int:
         """Concatenation along channels (a single input is returned unchanged)."""
@@ -213,14 +310,6 @@ class GraphBuilder:
     def _spatial_input(self, x: int) -> Shape:
         shp = self.shape(x)
         return shp if len(shp) > 1 else (shp[0], 1, 1)
-
-    @staticmethod
-    def _broadcast(shapes: list[Shape], name: str) -> Shape:
-        out = max(shapes, key=len)
-        for s in shapes:
-            if s != out and not (len(s) == 1 and s[0] in (out[0], 1)) and s != ():
-                raise InvalidGraphError(f"elementwise op {name!r}: shapes {shapes} do not broadcast")
-        return out
 
 
 def _pad(padding: int | Sequence[int], nd: int) -> Shape:

@@ -9,14 +9,21 @@ attributes. Edges are implied by each node's ordered ``inputs`` (input order mat
 * exactly one ``input`` node, at index 0;
 * every node lies on a path from the input to one of the declared outputs, and the outputs
   are exactly the nodes nothing consumes;
-* shapes agree along every edge (a node's recorded input shapes equal its sources' outputs).
+* shapes agree along every edge (a node's recorded input shapes equal its sources' outputs);
+* weights fit their inputs (a conv's ``C_in/groups * groups`` equals its input channels, a
+  linear maps its input's elements onto its output's, a norm's weight divides its input, a
+  matmul records its contracted length); ``param`` nodes are sources without inputs.
 
 FLOPs convention: **multiply-adds** (MACs) of the weighted compute layers -- conv, transposed
 conv, linear and matmul -- the convention of the MobileNet / EfficientNet papers ("300M" for
 MobileNetV2). BN, activations, pooling and elementwise ops count zero. ``params`` counts
-learnable parameters (PyTorch's convention: a BN contributes its scale and shift);
+learnable parameters (PyTorch's convention, ``sum(p.numel() for p in model.parameters())``: a
+norm contributes its scale and a shift of the same size, a ``param`` node its stored tensor);
 ``param_count(include_buffers=True)`` adds BN running statistics, which is what Keras'
-``count_params()`` reports.
+``count_params()`` reports. Matmul MACs are ``prod(output_shape) * inner`` with ``inner`` the
+contracted length recorded from the operands as multiplied (after any head split), and
+canonical shapes count every position including groups folded into the batch (see
+:mod:`napbench.conversion.vocab`), so attention and windowed layouts are exact.
 """
 
 from __future__ import annotations
@@ -24,13 +31,14 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from functools import cached_property
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from napbench.conversion.vocab import COMMUTATIVE, MAC_OPS, OPS
+from napbench.conversion.vocab import COMMUTATIVE, MAC_OPS, NORMS, OPS, SOURCES
 from napbench.errors import InvalidGraphError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -42,24 +50,34 @@ Shape = tuple[int, ...]
 _LABEL_CACHE: dict[tuple, bytes] = {}
 
 
+_UNHASHED = {"hash": False}  # field metadata: informative only, not part of the canonical hash
+
+
 @dataclass(frozen=True, slots=True)
 class Node:
     """One primitive op of a computation graph.
 
+    The fields are declared once, here: storage (:mod:`napbench.conversion.storage`), the
+    canonical hash (:meth:`label`, :attr:`CompGraph.canonical_hash`) and exports derive their
+    field lists from :data:`NODE_FIELDS` / :data:`HASHED_FIELDS`. A new attribute is one new
+    field (with a default, appended, so positional construction keeps working).
+
     Attributes:
         op: name from the vocabulary.
-        inputs: indices of the source nodes, in argument order.
-        input_shapes: shape of each input, channel-first without batch.
-        output_shape: shape of the output, channel-first without batch.
+        inputs: indices of the source nodes, in argument order (stored as edges).
+        input_shapes: canonical shape of each input (see :mod:`napbench.conversion.vocab`).
+        output_shape: canonical shape of the output.
         weight_shape: shape of the main weight ((C_out, C_in/groups, *k) for conv, (C_out, C_in)
-            for linear, (C,) for a BN with a scale); ``()`` when there is none.
-        bias: whether the op has an additive bias (a BN's shift counts as its bias).
+            for linear, (C,) for a norm with a scale, the stored tensor's shape for ``param``);
+            ``()`` when there is none.
+        bias: whether the op has an additive bias (a norm's shift counts as its bias).
         kernel, stride, dilation: per spatial dimension; ``()`` for non-spatial ops.
         padding: ``(begin..., end...)`` per spatial dimension; not part of the canonical hash
             (output shapes already pin it down, and frameworks pad 'same' differently).
-        groups: convolution groups.
+        groups: convolution groups (group count of a ``groupnorm``).
         name: the framework's name for the layer (informative only, never hashed).
         detail: extra information, e.g. the original op type of an ``unknown`` node.
+        inner: the contracted length ``K`` of a ``matmul`` (0 for other ops).
     """
 
     op: str
@@ -70,11 +88,12 @@ class Node:
     bias: bool = False
     kernel: Shape = ()
     stride: Shape = ()
-    padding: Shape = ()
+    padding: Shape = field(default=(), metadata=_UNHASHED)
     dilation: Shape = ()
     groups: int = 1
-    name: str = ""
+    name: str = field(default="", metadata=_UNHASHED)
     detail: str = ""
+    inner: int = 0
 
     @property
     def flops(self) -> int:
@@ -87,11 +106,15 @@ class Node:
         return node_params(self)
 
     def label(self) -> str:
-        """The structural label hashed into the canonical id (everything but name and padding)."""
-        return (
-            f"{self.op}|{self.input_shapes}|{self.output_shape}|{self.weight_shape}|{int(self.bias)}|"
-            f"{self.kernel}|{self.stride}|{self.dilation}|{self.groups}|{self.detail}"
-        )
+        """The structural label hashed into the canonical id (every hashed field, see :data:`HASHED_FIELDS`)."""
+        return "|".join(str(v) for v in _hash_key(self))
+
+
+#: every Node field, in declaration order (storage columns derive from it; ``inputs`` are edges)
+NODE_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Node))
+#: the fields that make up a node's structural label (everything but inputs and unhashed fields)
+HASHED_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Node) if f.name != "inputs" and f.metadata.get("hash", True))
+_hash_key = attrgetter(*HASHED_FIELDS)
 
 
 def _prod(shape: Iterable[int]) -> int:
@@ -109,12 +132,11 @@ def node_flops(n: Node) -> int:
         # each input element scatters into C_out/groups * prod(kernel) outputs
         return _prod(n.input_shapes[0]) * _prod(n.weight_shape[1:]) if n.weight_shape else 0
     if n.op == "linear":
-        c_out, c_in = n.weight_shape
-        return (_prod(n.output_shape) // c_out) * c_out * c_in
-    # matmul: (..., M, K) x (..., K, N) with shapes without batch
-    a = n.input_shapes[0]
-    k = a[-1] if a else 1
-    return _prod(n.output_shape) * k
+        # every output element is one dot product over C_in (whatever layout the output has)
+        return _prod(n.output_shape) * n.weight_shape[1]
+    # matmul: every output element is one dot product of length ``inner`` (K); recorded by the
+    # frontend from the operands as they are multiplied, i.e. after any head split
+    return _prod(n.output_shape) * n.inner
 
 
 def node_params(n: Node) -> int:
@@ -125,14 +147,76 @@ def node_params(n: Node) -> int:
             p += n.weight_shape[1] * n.groups
         elif n.op in ("conv", "linear") and n.weight_shape:
             p += n.weight_shape[0]
+        elif n.op in NORMS and n.weight_shape:
+            p += _prod(n.weight_shape)  # a norm's shift has the shape of its scale
         else:
-            p += n.output_shape[0] if n.output_shape else 1
+            p += n.output_shape[0] if n.output_shape else 1  # the canonical feature axis
     return p
 
 
 def node_buffers(n: Node) -> int:
-    """Non-learnable state: a BN's running mean and variance."""
-    return 2 * n.output_shape[0] if n.op == "bn" and n.output_shape else 0
+    """Non-learnable state: a BN's running mean and variance (one each per normalised channel)."""
+    if n.op != "bn":
+        return 0
+    return 2 * (_prod(n.weight_shape) if n.weight_shape else (n.output_shape[0] if n.output_shape else 1))
+
+
+def _check_conv(n: Node) -> str | None:
+    w, x = n.weight_shape, n.input_shapes[0]
+    if len(w) < 3:
+        return f"weight {w}; expected (C_out, C_in/groups, *kernel)"
+    c_in = w[1] * n.groups
+    if w[0] % n.groups:
+        return f"{w[0]} output channels not divisible by groups={n.groups}"
+    if len(x) == len(w) - 1 and x[0] != c_in:
+        return f"weight {w} with groups={n.groups} reads {c_in} channels but its input {x} has {x[0]}"
+    if _prod(x) % c_in:
+        return f"weight {w} with groups={n.groups} reads {c_in} channels, which do not divide its input {x}"
+    return None
+
+
+def _check_conv_transpose(n: Node) -> str | None:
+    w, x = n.weight_shape, n.input_shapes[0]
+    if len(w) < 3:
+        return f"weight {w}; expected (C_in, C_out/groups, *kernel)"
+    if len(x) == len(w) - 1 and x[0] != w[0]:
+        return f"weight {w} reads {w[0]} channels but its input {x} has {x[0]}"
+    return None
+
+
+def _check_linear(n: Node) -> str | None:
+    w = n.weight_shape
+    if len(w) != 2 or min(w) < 1:
+        return f"weight {w}; expected (C_out, C_in)"
+    n_in, n_out = _prod(n.input_shapes[0]), _prod(n.output_shape)
+    if n_in % w[1] or n_out * w[1] != n_in * w[0]:
+        return f"weight {w} does not map its input {n.input_shapes[0]} onto its output {n.output_shape}"
+    return None
+
+
+def _check_norm(n: Node) -> str | None:
+    if n.weight_shape and _prod(n.output_shape) % _prod(n.weight_shape):
+        return f"weight {n.weight_shape} does not divide its input {n.input_shapes[0]}"
+    return None
+
+
+def _check_matmul(n: Node) -> str | None:
+    if len(n.inputs) != 2 or n.inner < 1:
+        return f"{len(n.inputs)} inputs and inner={n.inner}; expected two inputs and the contracted length inner >= 1"
+    return None
+
+
+def _check_param(n: Node) -> str | None:
+    if not n.weight_shape or _prod(n.weight_shape) < 1:
+        return f"weight {n.weight_shape}; expected the shape of the stored tensor"
+    return None
+
+
+#: op -> check of its weight against its input shapes (None when they fit, else what is wrong)
+_WEIGHT_CHECKS = {
+    "conv": _check_conv, "conv_transpose": _check_conv_transpose, "linear": _check_linear, "bn": _check_norm,
+    "layernorm": _check_norm, "groupnorm": _check_norm, "matmul": _check_matmul, "param": _check_param,
+}
 
 
 @dataclass(frozen=True)
@@ -162,8 +246,10 @@ class CompGraph:
                 raise InvalidGraphError(f"node {i}{where} has op {node.op!r}; expected a vocabulary op")
             if i and node.op == "input":
                 raise InvalidGraphError(f"graph{where} has a second 'input' node at {i}; expected a single input")
-            if i and not node.inputs:
+            if i and not node.inputs and node.op not in SOURCES:
                 raise InvalidGraphError(f"node {i} ({node.op}){where} has no inputs; expected every node to be reachable from the input")
+            if node.op in SOURCES and node.inputs:
+                raise InvalidGraphError(f"node {i} ({node.op}){where} has inputs; expected a source node")
             if len(node.input_shapes) != len(node.inputs):
                 raise InvalidGraphError(f"node {i} ({node.op}){where} has {len(node.inputs)} inputs but {len(node.input_shapes)} input shapes")
             for src, shp in zip(node.inputs, node.input_shapes):
@@ -177,14 +263,19 @@ class CompGraph:
                         f"recorded by {node.op}"
                     )
                 consumed[src] = 1
+            check = _WEIGHT_CHECKS.get(node.op)
+            if check is not None:
+                bad = check(node)
+                if bad is not None:
+                    raise InvalidGraphError(f"node {i} ({node.op} {node.name!r}){where}: {bad}")
         sinks = tuple(i for i in range(n) if not consumed[i])
         if not self.outputs or sorted(set(self.outputs)) != list(sinks):
             raise InvalidGraphError(
                 f"graph{where} declares outputs {list(self.outputs)} but the nodes nothing consumes are {list(sinks)}; "
                 "expected every node to lie on a path to an output"
             )
-        # reachability from the input: every non-input node has inputs and inputs precede it,
-        # so by induction every node is reachable from some source; the only source is node 0.
+        # reachability: every node other than the input and ``param`` sources has inputs that
+        # precede it, so every node is reachable from a source; the data source is node 0.
 
     # -- derived properties -------------------------------------------------------------
     def __len__(self) -> int:
@@ -244,13 +335,14 @@ class CompGraph:
             ins = [hs[i] for i in node.inputs]
             if node.op in COMMUTATIVE:
                 ins.sort()
-            key = (node.op, node.input_shapes, node.output_shape, node.weight_shape, node.bias, node.kernel,
-                   node.stride, node.dilation, node.groups, node.detail)
+            key = _hash_key(node)
+            if node.op in COMMUTATIVE and len(set(node.input_shapes)) > 1:  # argument order is not structure
+                key = (key[0], tuple(sorted(key[1])), *key[2:])
             lab = cache.get(key)
             if lab is None:
                 if len(cache) > 200_000:
                     cache.clear()
-                lab = cache[key] = node.label().encode()
+                lab = cache[key] = "|".join(str(v) for v in key).encode()
             hs.append(hashlib.blake2b(lab + b"".join(ins), digest_size=16).digest())
         g = hashlib.blake2b(digest_size=16)
         for x in sorted(hs):
@@ -296,12 +388,21 @@ class CompGraph:
 
     @property
     def is_bn_folded(self) -> bool:
-        """True when no BN follows a conv/linear directly (as in a constant-folded export)."""
+        """True for a BN-folded graph: one made by :meth:`bn_folded`, or an export whose
+        frontend found its BatchNorms folded into the convs (``meta["bn_folded"]``).
+
+        A network without any BatchNorm is not "folded": this is False for it.
+        """
+        return bool(self.meta.get("bn_folded", False))
+
+    @property
+    def has_foldable_bn(self) -> bool:
+        """True when some BN directly follows a conv/linear that nothing else reads."""
         consumers = [0] * len(self.nodes)
         for n in self.nodes:
             for s in n.inputs:
                 consumers[s] += 1
-        return not any(
+        return any(
             n.op == "bn" and self.nodes[n.inputs[0]].op in ("conv", "linear", "conv_transpose") and consumers[n.inputs[0]] == 1
             for n in self.nodes
         )
@@ -314,9 +415,7 @@ class CompGraph:
         g = nx.DiGraph(**{k: v for k, v in self.meta.items()})
         for i, n in enumerate(self.nodes):
             g.add_node(
-                i, op=n.op, output_shape=n.output_shape, input_shapes=n.input_shapes, weight_shape=n.weight_shape,
-                bias=n.bias, kernel=n.kernel, stride=n.stride, padding=n.padding, dilation=n.dilation,
-                groups=n.groups, name=n.name, flops=node_flops(n), params=node_params(n),
+                i, **{f: getattr(n, f) for f in NODE_FIELDS if f != "inputs"}, flops=node_flops(n), params=node_params(n),
             )
         for d, n in enumerate(self.nodes):
             for port, s in enumerate(n.inputs):

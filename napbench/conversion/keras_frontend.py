@@ -22,9 +22,11 @@ Conventions (the same as :mod:`napbench.conversion.torch_frontend`, so both give
   ``Identity``, dropout/noise layers, ``Masking``, ``ActivityRegularization``, inference-inactive
   augmentation layers, and the preprocessing layers ``Rescaling`` and ``Normalization``
   (constant input scaling, as ``x + const`` is in the torch frontend).
+* ConvNeXt's ``LayerScale`` is a ``param`` node (its gamma) times the input, as
+  ``x * nn.Parameter`` is in the torch frontend; ``MultiHeadAttention`` is its projections
+  and ``matmul -> softmax -> matmul``.
 * Weights the graph does not count -- those of pruned layers (``Normalization``'s
-  mean/variance/count) and of ConvNeXt's ``LayerScale`` (a ``scale`` node, as ``x * param`` is
-  in the torch frontend) -- are reported in ``meta["uncounted_weights"]``, so
+  mean/variance/count) -- are reported in ``meta["uncounted_weights"]``, so
   ``g.param_count(include_buffers=True) + g.meta.get("uncounted_weights", 0) ==
   model.count_params()``.
 * Arithmetic with constants follows the torch frontend: ``x * 0`` -> ``zero``, ``x * 1`` and
@@ -33,7 +35,7 @@ Conventions (the same as :mod:`napbench.conversion.torch_frontend`, so both give
 Custom layers: a layer class with a ``napbench_op`` class attribute naming a weight-free
 vocabulary op (e.g. ``napbench_op = "zero"`` for a NAS 'none' edge, ``"identity"`` for
 plumbing) is mapped onto that op without looking inside it; any other layer without a handler
-(``Lambda``, ``PReLU``, attention, RNNs...) raises :class:`UnsupportedOpError` naming the layer,
+(``Lambda``, ``PReLU``, RNNs...) raises :class:`UnsupportedOpError` naming the layer,
 or becomes an ``unknown`` node with ``allow_unknown=True``.
 """
 
@@ -49,7 +51,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from napbench.conversion.builder import GraphBuilder, canon_shape
+from napbench.conversion.builder import GraphBuilder, canon_shape, tokens
 from napbench.conversion.graph import CompGraph
 from napbench.conversion.vocab import OPS, SPATIAL, WEIGHTED
 from napbench.errors import ConversionError, NapbenchError, UnsupportedOpError
@@ -293,7 +295,7 @@ def _norm(ctx: _Ctx, layer: Any, ins: list[_T], args: Any, kwargs: Any, outs: li
     c = ctx.channels(x.shape)
     return ctx.b.add_node(
         "layernorm" if is_ln else "groupnorm", [x.h], ctx.cf(outs[0]), weight_shape=(c,) if layer.scale else (),
-        bias=bool(layer.center), name=name,
+        bias=bool(layer.center), groups=1 if is_ln else int(layer.groups), name=name,
     )
 
 
@@ -453,9 +455,42 @@ _register(
 
 @_register(_classes(_kconvnext, "LayerScale"))
 def _layer_scale(ctx: _Ctx, layer: Any, ins: list[_T], args: Any, kwargs: Any, outs: list[KShape], name: str) -> int:
-    """``x * gamma``: a ``scale`` node, as the torch frontend maps ``x * nn.Parameter``."""
-    ctx.uncounted_weights += _weight_count(layer)
-    return ctx.b.add_node("scale", [ins[0].h], ctx.cf(outs[0]), name=name)
+    """``x * gamma``: a learned tensor times the input, as the torch frontend maps ``x * nn.Parameter``."""
+    w = tuple(int(d) for d in layer.weights[0].shape)
+    hp = ctx.b.param(w, tokens(w[-1], math.prod(w)), name=f"{name}/gamma")
+    return ctx.b.elementwise("mul", [ins[0].h, hp], name=name)
+
+
+@_register(_classes(_L, "MultiHeadAttention"))
+def _mha(ctx: _Ctx, layer: Any, ins: list[_T], args: Any, kwargs: Any, outs: list[KShape], name: str) -> int:
+    """``MultiHeadAttention``: query/key/value projections, ``matmul -> softmax -> matmul``, output projection.
+
+    The ``1/sqrt(key_dim)`` scaling is part of the matmul (pass rule 8). Only the default
+    attention axes (attention over the token axis of ``(B, N, C)`` inputs) are mapped.
+    """
+    q = args[0] if isinstance(args[0], _T) else kwargs["query"]
+    v = args[1] if len(args) > 1 and isinstance(args[1], _T) else kwargs.get("value")
+    k = args[2] if len(args) > 2 and isinstance(args[2], _T) else kwargs.get("key")
+    k = v if k is None else k
+    heads, dk = int(layer.num_heads), int(layer.key_dim)
+    dv = int(layer.value_dim or dk)
+    if getattr(layer, "_attention_axes", None) not in (None, (1,)) or len(q.shape) != 3 or not isinstance(v, _T):
+        return ctx.b.unsupported("MultiHeadAttention (other attention axes or inputs)", [q.h], ctx.cf(outs[0]), name=name)
+    bias = bool(layer.use_bias)
+    n_q, n_k = int(q.shape[1]), int(k.shape[1])  # type: ignore[arg-type]
+
+    def proj(t: _T, width: int, nm: str) -> int:
+        c_in = int(t.shape[-1])  # type: ignore[arg-type]
+        n = int(t.shape[1])  # type: ignore[arg-type]
+        return ctx.b.add_node("linear", [t.h], ctx.b.feature_shape(t.h, c_in, width, n * width), weight_shape=(width, c_in),
+                              bias=bias, name=f"{name}/{nm}")
+
+    hq, hk, hv = proj(q, heads * dk, "query"), proj(k, heads * dk, "key"), proj(v, heads * dv, "value")
+    s = ctx.b.add_node("matmul", [hq, hk], tokens(n_k, heads * n_q * n_k), inner=dk, name=f"{name}/qk")
+    p = ctx.b.add_node("softmax", [s], ctx.b.shape(s), name=f"{name}/softmax")
+    a = ctx.b.add_node("matmul", [p, hv], tokens(dv, heads * n_q * dv), inner=n_k, name=f"{name}/av")
+    e = int(outs[0][-1])  # type: ignore[arg-type]
+    return ctx.b.add_node("linear", [a], ctx.cf(outs[0]), weight_shape=(e, heads * dv), bias=bias, name=f"{name}/output")
 
 # keras.ops activations
 for _cls, _op in (("Relu", "relu"), ("Relu6", "relu6"), ("Sigmoid", "sigmoid"), ("Silu", "silu"), ("HardSigmoid", "hardsigmoid"),
@@ -513,20 +548,26 @@ def _matmul(ctx: _Ctx, kop: Any, ins: list[_T], args: Any, kwargs: Any, outs: li
     return ctx.b.unsupported("matmul with a constant left operand", [b.h], ctx.cf(outs[0]), name=name)
 
 
-def _reduce(op: str) -> Handler:
+def _reduce(op: str, feature_op: str) -> Handler:
+    """Mean/max over every position (a global pool, maps and tokens alike) or over the channel axis."""
+
     def h(ctx: _Ctx, kop: Any, ins: list[_T], args: Any, kwargs: Any, outs: list[KShape], name: str) -> int:
         x = ins[0]
         rank = len(x.shape)
         sp = set(range(2, rank)) if ctx.channels_first else set(range(1, rank - 1))
-        if rank > 2 and kop.axis is not None and _axes(kop.axis, rank) == sp:
+        axes = _axes(kop.axis, rank) if kop.axis is not None else set()
+        if rank > 2 and axes == sp:
             return ctx.b.add_node(op, [x.h], (ctx.channels(x.shape),), name=name)
+        if rank > 1 and axes == {ctx.channel_axis(rank)}:
+            shp = ctx.b.shape(x.h)
+            return ctx.b.add_node(feature_op, [x.h], canon_shape((1, *shp[1:])) if len(shp) > 2 else (1, *shp[1:]), name=name)
         return ctx.b.unsupported(f"{type(kop).__name__.lower()}(axis={kop.axis})", [x.h], ctx.cf(outs[0]), name=name)
 
     return h
 
 
-_register(_classes(_knp, "Mean"))(_reduce("global_avgpool"))
-_register(_classes(_knp, "Max"))(_reduce("global_maxpool"))
+_register(_classes(_knp, "Mean"))(_reduce("global_avgpool", "reduce_mean"))
+_register(_classes(_knp, "Max"))(_reduce("global_maxpool", "reduce_max"))
 
 
 @_register(_classes(_knp, "Clip"))
@@ -771,4 +812,4 @@ def from_keras(
     return b.build(list(dict.fromkeys(t.h for t in outs)), meta=info)
 
 
-__all__ = ["from_keras", "UnsupportedOpError"]
+__all__ = ["UnsupportedOpError", "from_keras"]

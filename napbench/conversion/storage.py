@@ -14,8 +14,8 @@ num_classes     int32 (nullable)            classes of the head
 flops           int64                       multiply-adds (see ``graph`` module)
 params          int64                       learnable parameters
 n_nodes         int32                       number of nodes
-nodes           list<struct<...>>           op, input_shapes, output_shape, weight_shape, bias,
-                                            kernel, stride, padding, dilation, groups, name, detail
+nodes           list<struct<...>>           one field per ``Node`` field but ``inputs``, derived
+                                            from the Node declaration (op, input_shapes, ...)
 edges           list<struct<src, dst>>      directed edges, grouped by dst in argument order
 outputs         list<int32>                 output node indices
 meta            string                      JSON of the full graph metadata (the columns
@@ -35,6 +35,8 @@ graph column or holds a ``meta`` value that is not JSON.
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import json
 import os
 from collections.abc import Iterable, Mapping, Sequence
@@ -46,28 +48,35 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from napbench._io import atomic_file
-from napbench.conversion.graph import CompGraph, Node
+from napbench.conversion.graph import NODE_FIELDS, CompGraph, Node
 from napbench.conversion.vocab import VOCAB_VERSION
 from napbench.errors import SchemaError, VersionMismatchError
 
 SCHEMA_VERSION = "1"
 _I32 = pa.int32()
 _SHAPE = pa.list_(_I32)
+
+def _arrow_type(annotation: Any) -> pa.DataType:
+    """Arrow type of a Node field, from its annotation (the one declaration in ``graph.Node``)."""
+    a = str(annotation)
+    if a == "str":
+        return pa.string()
+    if a == "bool":
+        return pa.bool_()
+    if a == "int":
+        return _I32
+    if a == "Shape":
+        return _SHAPE
+    if a == "tuple[Shape, ...]":
+        return pa.list_(_SHAPE)
+    raise SchemaError(f"Node field annotation {a!r} has no Parquet type; expected str, bool, int, Shape or tuple[Shape, ...]")
+
+
+#: stored node fields: every Node field but ``inputs`` (stored as edges), in declaration order
+NODE_COLUMNS: tuple[str, ...] = tuple(f for f in NODE_FIELDS if f != "inputs")
+_ANNOT = {f.name: f.type for f in dataclasses.fields(Node)}
 NODE_TYPE = pa.struct(
-    [
-        ("op", pa.dictionary(_I32, pa.string())),
-        ("input_shapes", pa.list_(_SHAPE)),
-        ("output_shape", _SHAPE),
-        ("weight_shape", _SHAPE),
-        ("bias", pa.bool_()),
-        ("kernel", _SHAPE),
-        ("stride", _SHAPE),
-        ("padding", _SHAPE),
-        ("dilation", _SHAPE),
-        ("groups", _I32),
-        ("name", pa.string()),
-        ("detail", pa.string()),
-    ]
+    [("op", pa.dictionary(_I32, pa.string()))] + [(f, _arrow_type(_ANNOT[f])) for f in NODE_COLUMNS if f != "op"]
 )
 EDGE_TYPE = pa.struct([("src", _I32), ("dst", _I32)])
 GRAPH_FIELDS = [
@@ -102,28 +111,41 @@ def _list_of(child: pa.Array, lengths: Sequence[int]) -> pa.ListArray:
     return pa.ListArray.from_arrays(pa.array(offsets), child)
 
 
+def _encode_field(name: str, nodes: Sequence[Node]) -> pa.Array:
+    """One Node field of every node as an Arrow array of the field's stored type."""
+    typ = NODE_TYPE.field(name).type
+    values = [getattr(n, name) for n in nodes]
+    if name == "op":
+        return pa.array(values, pa.string()).dictionary_encode()
+    if typ == _SHAPE:
+        return _shape_list(values)
+    if typ == pa.list_(_SHAPE):
+        return _list_of(_shape_list([s for v in values for s in v]), [len(v) for v in values])
+    return pa.array(values, typ)
+
+
+def _decode_field(name: str, arr: pa.Array) -> list[Any]:
+    """The inverse of :func:`_encode_field` for one stored column (missing columns: the field default)."""
+    typ = NODE_TYPE.field(name).type
+    if name == "op":
+        if pa.types.is_dictionary(arr.type):
+            dic = arr.dictionary.to_pylist()
+            return [dic[i] for i in arr.indices.to_numpy(zero_copy_only=False).tolist()]
+        return arr.to_pylist()
+    if typ == _SHAPE:
+        return _decode_shapes(arr)
+    if typ == pa.list_(_SHAPE):
+        flat = _decode_shapes(arr.flatten())
+        off = arr.offsets.to_numpy()
+        off = (off - off[0]).tolist()
+        return [tuple(flat[a:b]) if b - a != 1 else (flat[a],) for a, b in itertools.pairwise(off)]
+    return arr.to_pylist()
+
+
 def graphs_to_arrow(graphs: Sequence[CompGraph], labels: Mapping[str, Sequence[Any]] | None = None) -> pa.Table:
     """Columnar Arrow table of ``graphs`` (plus optional label columns) in the napbench schema."""
     nodes: list[Node] = [n for g in graphs for n in g.nodes]
-    op = pa.array([n.op for n in nodes], pa.string()).dictionary_encode()
-    in_shapes_flat = [s for n in nodes for s in n.input_shapes]
-    node_arr = pa.StructArray.from_arrays(
-        [
-            op,
-            _list_of(_shape_list(in_shapes_flat), [len(n.input_shapes) for n in nodes]),
-            _shape_list([n.output_shape for n in nodes]),
-            _shape_list([n.weight_shape for n in nodes]),
-            pa.array([n.bias for n in nodes], pa.bool_()),
-            _shape_list([n.kernel for n in nodes]),
-            _shape_list([n.stride for n in nodes]),
-            _shape_list([n.padding for n in nodes]),
-            _shape_list([n.dilation for n in nodes]),
-            pa.array([n.groups for n in nodes], _I32),
-            pa.array([n.name for n in nodes], pa.string()),
-            pa.array([n.detail for n in nodes], pa.string()),
-        ],
-        fields=list(NODE_TYPE),
-    )
+    node_arr = pa.StructArray.from_arrays([_encode_field(f, nodes) for f in NODE_COLUMNS], fields=list(NODE_TYPE))
     edges = [e for g in graphs for e in g.edges]
     edge_arr = pa.StructArray.from_arrays(
         [pa.array([e[0] for e in edges], _I32), pa.array([e[1] for e in edges], _I32)], fields=list(EDGE_TYPE)
@@ -199,26 +221,11 @@ def graphs_from_arrow(table: pa.Table, *, validate: bool = True) -> list[CompGra
     nstruct = nodes_col.values
     fields = dict(zip([f.name for f in NODE_TYPE], nstruct.flatten()))
     node_off = nodes_col.offsets.to_numpy().tolist()
-    ops_arr = fields["op"]
-    if pa.types.is_dictionary(ops_arr.type):
-        dic = ops_arr.dictionary.to_pylist()
-        ops = [dic[i] for i in ops_arr.indices.to_numpy(zero_copy_only=False).tolist()]
-    else:
-        ops = ops_arr.to_pylist()
-    ins_outer = fields["input_shapes"]
-    in_flat = _decode_shapes(ins_outer.flatten())
-    ins_off = (ins_outer.offsets.to_numpy() - ins_outer.offsets.to_numpy()[0]).tolist()
-    in_shapes = [tuple(in_flat[a:b]) if b - a != 1 else (in_flat[a],) for a, b in zip(ins_off[:-1], ins_off[1:])]
-    out_shapes = _decode_shapes(fields["output_shape"])
-    w_shapes = _decode_shapes(fields["weight_shape"])
-    kernels = _decode_shapes(fields["kernel"])
-    strides = _decode_shapes(fields["stride"])
-    pads = _decode_shapes(fields["padding"])
-    dils = _decode_shapes(fields["dilation"])
-    biases = fields["bias"].to_pylist()
-    groups = fields["groups"].to_pylist()
-    names = fields["name"].to_pylist()
-    details = fields["detail"].to_pylist()
+    n_nodes = len(nstruct)
+    defaults = {f.name: f.default for f in dataclasses.fields(Node)}
+    columns = {
+        f: _decode_field(f, fields[f]) if f in fields else [defaults[f]] * n_nodes for f in NODE_COLUMNS
+    }
     # per-node input tuples, vectorised: edges are grouped by (graph, dst) in argument order
     e_off = edges_col.offsets.to_numpy().astype(np.int64)
     e_src_arr, e_dst_arr = edges_col.values.flatten()
@@ -232,19 +239,13 @@ def graphs_from_arrow(table: pa.Table, *, validate: bool = True) -> list[CompGra
     in_off = np.zeros(n_total + 1, dtype=np.int64)
     np.cumsum(np.bincount(e_node, minlength=n_total), out=in_off[1:])
     in_off_l = in_off.tolist()
-    all_inputs = [tuple(src_sorted[a:b]) for a, b in zip(in_off_l[:-1], in_off_l[1:])]
+    all_inputs = [tuple(src_sorted[a:b]) for a, b in itertools.pairwise(in_off_l)]
     outputs = _decode_shapes(table.column("outputs").chunk(0))
     extra = table.column("meta").to_pylist() if "meta" in table.column_names else [None] * table.num_rows
     graphs: list[CompGraph] = []
     for r in range(table.num_rows):
         lo, hi = node_off[r], node_off[r + 1]
-        nodes = tuple(
-            map(
-                Node, ops[lo:hi], all_inputs[lo:hi], in_shapes[lo:hi], out_shapes[lo:hi], w_shapes[lo:hi],
-                biases[lo:hi], kernels[lo:hi], strides[lo:hi], pads[lo:hi], dils[lo:hi], groups[lo:hi],
-                names[lo:hi], details[lo:hi],
-            )
-        )
+        nodes = tuple(map(Node, *(all_inputs[lo:hi] if f == "inputs" else columns[f][lo:hi] for f in NODE_FIELDS)))
         meta: dict[str, Any] = _decode_meta(extra[r], r)
         if validate:
             g = CompGraph(nodes, outputs[r], meta)

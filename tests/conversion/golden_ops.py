@@ -343,4 +343,40 @@ CASES: tuple[GoldenCase, ...] = (
     ),
 )
 
+class _Scaled(nn.Module):
+    """``x * gamma`` with a learned per-channel gamma outside any layer (a layer scale)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gamma = nn.Parameter(torch.rand(3) + 0.5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.gamma.view(1, 3, 1, 1)
+
+
+def _kops() -> Any:
+    import keras
+
+    return keras.ops
+
+
+# vocabulary 2.0: appended, the cases above are unchanged
+CASES = CASES + (
+    GoldenCase("param", _Scaled, C3, (Expect("param", (3,), {"weight_shape": (3,)}), Expect("mul", C3))),
+    GoldenCase(
+        "reduce_mean", _fn(lambda m, x: m.c(x).mean(1, keepdim=True), c=_conv1x1_4), C3,
+        (Expect("conv", C4), Expect("reduce_mean", (1, 8, 8))),
+        keras=_k(lambda L, x: _kops().mean(L.Conv2D(4, 1)(x), axis=-1, keepdims=True)),
+    ),
+    GoldenCase(
+        "reduce_max", _fn(lambda m, x: m.c(x).amax(1, keepdim=True), c=_conv1x1_4), C3,
+        (Expect("conv", C4), Expect("reduce_max", (1, 8, 8))),
+        keras=_k(lambda L, x: _kops().max(L.Conv2D(4, 1)(x), axis=-1, keepdims=True)),
+    ),
+    GoldenCase(
+        "reduce_l2_normalize", _fn(lambda m, x: F.normalize(m.c(x), dim=1), c=_conv1x1_4), C3,
+        (Expect("conv", C4), Expect("reduce_l2", (1, 8, 8)), Expect("div", C4)),
+    ),
+)
+
 CASES_BY_NAME: dict[str, GoldenCase] = {c.name: c for c in CASES}

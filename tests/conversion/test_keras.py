@@ -138,8 +138,8 @@ def test_dense_on_feature_map_acts_on_channels() -> None:
     assert g.flops == 5 * 3 * 64
 
 
-def test_layer_scale_counts_as_scale() -> None:
-    """ConvNeXt's LayerScale is ``x * gamma``: a ``scale`` node as in torch, gamma reported as uncounted."""
+def test_layer_scale_is_a_learned_tensor() -> None:
+    """ConvNeXt's LayerScale is ``x * gamma``: a ``param`` node times x, as ``x * nn.Parameter`` in torch (vocabulary 2.0)."""
     import torch
     from keras.src.applications.convnext import LayerScale
 
@@ -156,7 +156,8 @@ def test_layer_scale_counts_as_scale() -> None:
     model = keras.Model(inp, LayerScale(1e-6, 3)(L.Dense(3)(L.GlobalAveragePooling2D()(inp))))
     g = from_keras(model)
     assert g.canonical_hash == _torch_graph(TorchLS).canonical_hash
-    assert g.meta["uncounted_weights"] == 3 and g.param_count(include_buffers=True) + 3 == model.count_params()
+    assert "uncounted_weights" not in g.meta and g.param_count(include_buffers=True) == model.count_params()
+    assert [n.weight_shape for n in g.nodes if n.op == "param"] == [(3,)]
 
 
 def test_nested_submodels_flattened(refnet_models: dict) -> None:

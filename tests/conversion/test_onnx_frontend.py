@@ -17,7 +17,7 @@ from refnets import refnet
 
 from napbench.conversion import convert, from_onnx, from_torch
 from napbench.conversion.onnx_frontend import BatchNormFoldedWarning
-from napbench.errors import ConversionError, UnsupportedOpError
+from napbench.errors import ConversionError, InvalidGraphError, UnsupportedOpError
 from napbench.examples import mobilenet_v2
 
 pytestmark = pytest.mark.filterwarnings("ignore::napbench.conversion.onnx_frontend.BatchNormFoldedWarning")
@@ -212,7 +212,10 @@ def test_channels_last_graph_reports_channel_first_shapes() -> None:
         ("global_avgpool", (8,)), ("linear", (5,)),
     ]
     assert g.nodes[2].weight_shape == (8,) and g.nodes[2].bias
-    assert from_onnx(m, channels_last=False).nodes[0].output_shape == (16, 12, 3)
+    # read as channel-first, the input has 16 channels, but the conv reads 3 (the Transpose that made
+    # them 3 is plumbing): since vocabulary 2.0 the graph validates weights against inputs and says so
+    with pytest.raises(InvalidGraphError, match=r"reads 3 channels but its input \(16, 12, 3\) has 16"):
+        from_onnx(m, channels_last=False)
 
 
 def test_shape_arithmetic_and_constant_subgraphs_fold() -> None:
