@@ -79,7 +79,6 @@ def test_f01_save_pretrained_replaces_only_checkpoints(tmp_path) -> None:
 
 
 # -- 2: weight shapes are checked against input shapes --------------------------------------
-@pytest.mark.xfail(strict=False, reason="conversion helper: weight-shape validation in every frontend and CompGraph")
 def test_f02_onnx_conv_weight_not_fitting_input_is_refused(tmp_path) -> None:
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(onnx_model(in_ch=3, w_in=5))
@@ -275,7 +274,6 @@ def test_f11_cli_negative_dim_is_a_shape_error(tmp_path) -> None:
     _one_error(err, "'-4' is not a positive integer")
 
 
-@pytest.mark.xfail(strict=False, reason="conversion helper: from_torch validates its input shape")
 def test_f11_from_torch_negative_dim_is_a_napbench_error() -> None:
     import torch
 
