@@ -74,3 +74,15 @@ class OutputPathError(NapbenchError, OSError):
 
     def __str__(self) -> str:  # OSError would otherwise format errno-style
         return str(self.args[0])
+
+
+class ConfigError(NapbenchError, ValueError):
+    """``params.yaml`` (or a config value) is missing, malformed or inconsistent."""
+
+
+class UpstreamError(MirrorError):
+    """An upstream label table could not be fetched, or its sha256 differs from the pin."""
+
+
+class HubError(NapbenchError, ConnectionError):
+    """Publishing to or loading from the Hugging Face Hub failed (unreachable, 401, 5xx, bad content)."""

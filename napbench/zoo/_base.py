@@ -34,7 +34,6 @@ that is not a local path is treated as a Hugging Face Hub repo id and handed to 
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import inspect
 import json
@@ -42,7 +41,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, Union
@@ -518,24 +517,7 @@ def _load_from_hub(repo_id: str, **kwargs: Any) -> Predictor:  # pragma: no cove
         ) from exc
 
 
-@contextlib.contextmanager
-def torch_threads(n: int | None) -> Iterator[None]:
-    """Run the block with ``torch.set_num_threads(n)`` (restored afterwards; None: unchanged).
-
-    Graph predictors work on small tensors, where intra-op threads cost more than they save
-    and, on a shared CPU, oversubscription slows training by an order of magnitude or more.
-    """
-    import torch
-
-    if n is None:
-        yield
-        return
-    prev = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(prev)
+from napbench._scoped import torch_threads  # re-exported; scoped and thread-safe
 
 
 def utc_now() -> str:
