@@ -502,7 +502,9 @@ def load(path_or_name: str | os.PathLike[str], **kwargs: Any) -> Predictor:
             f"checkpoint folder {text!r} not found; expected a folder with {CONFIG_NAME} + {WEIGHTS_NAME} "
             f"or a Hugging Face Hub repo id 'owner/name'{hint}"
         )
-    return _load_from_hub(text, **kwargs)  # pragma: no cover - needs the network
+    from napbench.zoo._hub import load_from_hub
+
+    return load_from_hub(text, **kwargs)
 
 
 def _load_from_hub(repo_id: str, **kwargs: Any) -> Predictor:  # pragma: no cover - needs the network
