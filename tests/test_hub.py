@@ -56,12 +56,18 @@ def _env(server_url: str, cache: Path, **extra: str) -> dict[str, str]:
 
 
 _LOADER = textwrap.dedent("""
-    import hashlib, json, sys
+    import hashlib, json, os, sys
     import napbench.datasets as nd, napbench.zoo as nz
     ds = nd.load("nb201", source="hub", repo_id=sys.argv[1], revision=sys.argv[2])
     p = nz.load(sys.argv[3], revision=sys.argv[4])
-    print(json.dumps({"sha": hashlib.sha256(open(ds.path, "rb").read()).hexdigest(), "n": len(ds),
-                      "pred": p.predict(ds).tolist()}))
+    out = {"sha": hashlib.sha256(open(ds.path, "rb").read()).hexdigest(), "n": len(ds), "pred": p.predict(ds).tolist()}
+    # then offline, pointed at an endpoint where nothing listens: served from the cache
+    os.environ.update(HF_HUB_OFFLINE="1", HF_ENDPOINT=sys.argv[5])
+    ds2 = nd.load("nb201", source="hub", repo_id=sys.argv[1], revision=sys.argv[2])
+    p2 = nz.load(sys.argv[3], revision=sys.argv[4])
+    out["offline_sha"] = hashlib.sha256(open(ds2.path, "rb").read()).hexdigest()
+    out["offline_pred"] = p2.predict(ds2).tolist()
+    print(json.dumps(out))
 """)
 
 
@@ -89,7 +95,9 @@ def test_publish_then_load_in_fresh_process(artefacts: dict[str, Path], server: 
     rec = hub.read_record(record)
     assert rec["dataset/napbench/napbench-nb201"]["revision"] == rev_ds
     assert rec["model/napbench/flops-nb201"]["revision"] == rev_m
-    args = [sys.executable, "-c", _LOADER, "napbench/napbench-nb201", rev_ds, "napbench/flops-nb201", rev_m]
+    dead = HubServer()
+    dead.server_close()
+    args = [sys.executable, "-c", _LOADER, "napbench/napbench-nb201", rev_ds, "napbench/flops-nb201", rev_m, dead.url]
     out = json.loads(subprocess.run(args, env=env, capture_output=True, text=True, check=True, timeout=120).stdout.splitlines()[-1])
     import napbench.datasets as nd
     from napbench.zoo import load
@@ -98,11 +106,7 @@ def test_publish_then_load_in_fresh_process(artefacts: dict[str, Path], server: 
     assert out["sha"] == hashlib.sha256(artefacts["parquet"].read_bytes()).hexdigest()
     assert out["n"] == len(local)
     np.testing.assert_array_equal(np.asarray(out["pred"]), load(artefacts["ckpt"]).predict(local))
-    # offline, with the server gone: served from the cache
-    server.stop()
-    off = subprocess.run(args, env={**env, "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True, timeout=120)
-    assert off.returncode == 0, off.stderr[-2000:]
-    assert json.loads(off.stdout.splitlines()[-1])["sha"] == out["sha"]
+    assert out["offline_sha"] == out["sha"] and out["offline_pred"] == out["pred"]
 
 
 def test_unauthorized_push_fails_in_one_line_and_records_nothing(artefacts: dict[str, Path], server: HubServer,
