@@ -41,6 +41,7 @@ import os
 import re
 import shutil
 import tempfile
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -423,20 +424,28 @@ def register_plugin(hook: Callable[[], None]) -> None:
     _PLUGINS.append(hook)
 
 
+_LOAD_LOCK = threading.RLock()
+_READY = threading.Event()
+
+
 def _ensure_loaded() -> None:
     global _LOADED
-    if _LOADED:
+    if _READY.is_set():
         return
-    _LOADED = True  # set first: hooks may read the registry
-    try:
-        import napbench.zoo.baselines  # noqa: F401  (registers flops, params and the zc:* hook)
-        import napbench.zoo.kgnn  # noqa: F401  (registers kgnn)
+    with _LOAD_LOCK:  # other threads wait until the registry is complete
+        if _LOADED:
+            return
+        _LOADED = True  # set first: hooks (in this thread) may read the registry
+        try:
+            import napbench.zoo.baselines  # noqa: F401  (registers flops, params and the zc:* hook)
+            import napbench.zoo.kgnn  # noqa: F401  (registers kgnn)
 
-        for hook in list(_PLUGINS):
-            hook()
-    except BaseException:
-        _LOADED = False
-        raise
+            for hook in list(_PLUGINS):
+                hook()
+        except BaseException:
+            _LOADED = False
+            raise
+        _READY.set()
 
 
 def list_predictors() -> list[str]:
