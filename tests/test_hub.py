@@ -17,7 +17,7 @@ import yaml
 
 from napbench import hub
 from napbench.errors import HubError
-from tests._hubserver import HubServer
+from _hubserver import HubServer
 
 TOKEN = "hf_napbench_test_token"
 
