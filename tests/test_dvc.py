@@ -41,18 +41,18 @@ def test_default_remote_is_configured() -> None:
 
 
 def test_repro_push_pull(repo: Path) -> None:
-    out = _run(["dvc", "repro"], repo)
+    out = _run(["dvc", "repro", "build"], repo)  # the dataset stages (train/evaluate: test_repro_whole_pipeline)
     built = sorted(p.name for p in (repo / "data" / "datasets").glob("*.parquet"))
     assert built == ["hiaml.parquet", "nb201.parquet"], out
     import pyarrow.parquet as pq
 
     assert pq.read_metadata(repo / "data/datasets/nb201.parquet").num_rows == 6
     # nothing changed: nothing re-runs
-    again = _run(["dvc", "repro"], repo)
+    again = _run(["dvc", "repro", "build"], repo)
     assert "didn't change" in again and "Running stage" not in again
     # one output removed: only its stage runs
     (repo / "data/datasets/hiaml.parquet").unlink()
-    third = _run(["dvc", "repro"], repo)
+    third = _run(["dvc", "repro", "build"], repo)
     assert "build@hiaml" in third and "Running stage 'build@nb201'" not in third
     # push to the default local remote, wipe outputs and cache, pull back
     _run(["dvc", "push"], repo)
@@ -63,3 +63,39 @@ def test_repro_push_pull(repo: Path) -> None:
     shutil.rmtree(repo / ".dvc" / "cache")
     _run(["dvc", "pull"], repo)
     assert (repo / "data/datasets/nb201.parquet").read_bytes() == digest
+
+
+@pytest.mark.slow  # two Prefect flow runs through DVC; the flows themselves are covered by tests/flows
+def test_repro_whole_pipeline_and_metrics_diff(tmp_path: Path) -> None:
+    d = tmp_path / "repo"
+    shutil.copytree(ROOT / "napbench", d / "napbench", ignore=shutil.ignore_patterns("__pycache__"))
+    for f in ("dvc.yaml", ".dvcignore"):
+        shutil.copy(ROOT / f, d / f)
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["build"].update(families=["nb201", "nb101"], limit=30)
+    params["train"].update(epochs=1, max_train=30)
+    params["evaluate"].update(shots=5, seeds=1, max_eval=30)
+    (d / "params.yaml").write_text(yaml.safe_dump(params))
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    env_path = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = str(d)  # the stages import this copy
+    try:
+        _run(["git", "init", "-q"], d)
+        _run(["dvc", "init", "-q"], d)
+        _run(["dvc", "repro"], d)
+        metrics = yaml.safe_load((d / "results" / "metrics.json").read_text())
+        assert set(metrics) == {"nb201", "nb101"} and "srcc" in metrics["nb101"]["zero-shot"]["kgnn"]
+        assert (d / "results" / "evaluate" / "pred_vs_true_nb101.png").is_file()
+        _run(["git", "add", "-A"], d)
+        _run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "first"], d)
+        params["evaluate"]["shots"] = 10
+        (d / "params.yaml").write_text(yaml.safe_dump(params))
+        out = _run(["dvc", "repro"], d)
+        assert "Running stage 'evaluate'" in out and "Running stage 'train'" not in out
+        diff = _run(["dvc", "metrics", "diff", "--json"], d)
+        assert "nb101" in diff
+    finally:
+        if env_path is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = env_path

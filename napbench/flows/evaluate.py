@@ -30,7 +30,21 @@ def evaluate_checkpoints(checkpoints: dict[str, str], targets: list[str], out: s
 
     report = evaluate_transfer({name: load(path) for name, path in checkpoints.items()}, targets,
                                protocol_config(cfg, progress=progress), out=out)
+    write_metrics(report, Path(cfg.pipeline.results) / "metrics.json")
     return report.to_markdown()
+
+
+def write_metrics(report: Any, path: Path) -> Path:
+    """``{family: {setting: {predictor: {srcc, kt, ndcg@10, ...}}}}`` (means) as JSON: DVC's metrics file."""
+    import json
+
+    from napbench._io import atomic_write_text
+
+    out: dict[str, Any] = {}
+    for r in report.summary()["results"]:
+        out.setdefault(r["target"], {}).setdefault(r["setting"], {})[r["predictor"]] = {
+            k: round(float(v), 6) for k, v in r["mean"].items()}
+    return atomic_write_text(path, json.dumps(out, indent=2, sort_keys=True) + "\n")
 
 
 def run_evaluate(cfg: Config, checkpoints: dict[str, str], *, progress: bool = False) -> str:

@@ -11,6 +11,7 @@ at a Dask scheduler (``refresh.task_runner: dask``).
 from __future__ import annotations
 
 import signal
+from pathlib import Path
 from typing import Any
 
 from napbench.config import RefreshParams, load_config
@@ -32,15 +33,18 @@ def schedule_kwargs(p: RefreshParams) -> dict[str, Any]:
 
 def deployments(params: str | None) -> list[Any]:
     """The deployments ``serve`` runs: ``refresh`` (and ``pipeline`` when ``refresh.serve_pipeline``)."""
+    from prefect.deployments.runner import EntrypointType
+
     from napbench.flows.pipeline import pipeline
     from napbench.flows.refresh import refresh
 
     cfg = load_config(params)
     sched = schedule_kwargs(cfg.refresh)
-    path = cfg.path
-    out = [refresh.to_deployment(name="napbench-refresh", parameters={"params": path}, **sched)]
+    path = str(Path(cfg.path).resolve()) if cfg.path else None
+    common = {"parameters": {"params": path}, "entrypoint_type": EntrypointType.MODULE_PATH, **sched}
+    out = [refresh.to_deployment(name="napbench-refresh", **common)]
     if cfg.refresh.serve_pipeline:
-        out.append(pipeline.to_deployment(name="napbench-pipeline", parameters={"params": path}, **sched))
+        out.append(pipeline.to_deployment(name="napbench-pipeline", **common))
     return out
 
 
