@@ -68,5 +68,5 @@ def add_parsers(sub: Any) -> None:
 
     p = sub.add_parser("serve", help="serve the refresh flow on the params.yaml schedule (stops on SIGTERM)")
     p.add_argument("--params", default=None, help="params.yaml (default ./params.yaml)")
-    p.add_argument("--limit", type=int, default=None, help="at most this many concurrent runs")
+    p.add_argument("--limit", type=int, default=1, help="at most this many flow runs at once (default 1)")
     p.set_defaults(func=cmd_serve)

@@ -48,8 +48,11 @@ def deployments(params: str | None) -> list[Any]:
     return out
 
 
-def serve(params: str | None = None, *, limit: int | None = None) -> None:
-    """Serve the deployments until SIGTERM or SIGINT (a clean stop: the runner shuts down)."""
+def serve(params: str | None = None, *, limit: int | None = 1) -> None:
+    """Serve the deployments until SIGTERM or SIGINT (a clean stop: the runner shuts down).
+
+    ``limit``: flow runs at once in this process (default 1: a scheduled refresh that finds the
+    previous one still running waits for it instead of piling up)."""
     from prefect import serve as prefect_serve
 
     deps = deployments(params)

@@ -128,7 +128,7 @@ def test_serve_fires_a_scheduled_refresh_and_stops_on_sigterm(tmp_path: Path, pr
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     url = prefect_server_with_scheduler
-    p = _params(tmp_path, build={"families": ["nb101"], "limit": 10}, refresh={"families": ["nb101"], "interval_s": 2})
+    p = _params(tmp_path, build={"families": ["nb101"], "limit": 10}, refresh={"families": ["nb101"], "interval_s": 5})
     env = {**os.environ, "PREFECT_API_URL": url, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     proc = subprocess.Popen([sys.executable, "-m", "napbench.cli", "serve", "--params", str(p)], env=env, cwd=tmp_path,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
