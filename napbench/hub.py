@@ -127,8 +127,8 @@ def _dataset_card(family: str, md: Mapping[str, Any], n_rows: int, *, license: s
         "",
         "## Licence",
         "",
-        f"This dataset card and the computation graphs: {license}. Label values come from the upstream "
-        "benchmarks named above, under their own licences.",
+        (f"This dataset card and the computation graphs: {license}. Label values come from the upstream "
+         "benchmarks named above, under their own licences."),
         "",
         "## Load",
         "",
@@ -256,7 +256,7 @@ def push_folder(
             break
         except NapbenchError:
             raise
-        except Exception as exc:  # noqa: BLE001 - any client/network error becomes a retry or one napbench line
+        except Exception as exc:
             status = _status(exc)
             if status in (401, 403):
                 raise HubError(f"push of {repo_id!r} to {where} refused ({status}): set HF_TOKEN to a token with write access") from exc
@@ -300,7 +300,7 @@ def download(
             repo_id, repo_type=repo_type, revision=revision, endpoint=_endpoint(endpoint), token=_token(token),
             cache_dir=str(cache_dir) if cache_dir is not None else None, local_files_only=_offline(),
         ))
-    except Exception as exc:  # noqa: BLE001 - client errors become one napbench line
+    except Exception as exc:
         mode = " (offline: HF_HUB_OFFLINE is set and it is not in the cache)" if _offline() else ""
         raise HubError(f"cannot fetch {repo_type} {repo_id!r}"
                        f"{'@' + revision if revision else ''} from {_endpoint(endpoint) or 'the Hub'}{mode}: {_one_line(exc)}") from exc

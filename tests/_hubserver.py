@@ -130,7 +130,7 @@ class _Handler(BaseHTTPRequestHandler):
         return self.state.repos.get((kind, f"{ns}/{name}"))
 
     # -- verbs ----------------------------------------------------------------------------
-    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+    def do_POST(self) -> None:
         path = urlparse(self.path).path
         self.state.requests.append(("POST", path))
         if path == "/api/validate-yaml":
@@ -151,10 +151,10 @@ class _Handler(BaseHTTPRequestHandler):
         self._body()
         return self._error(404, f"no route {path}")
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         self._get(head=False)
 
-    def do_HEAD(self) -> None:  # noqa: N802
+    def do_HEAD(self) -> None:
         self._get(head=True)
 
     # -- endpoints ------------------------------------------------------------------------

@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from _hubserver import HubServer
 
 from napbench import hub
 from napbench.errors import HubError
-from _hubserver import HubServer
 
 TOKEN = "hf_napbench_test_token"
 

@@ -9,7 +9,7 @@ from typing import Any
 
 def cmd_flow(args: argparse.Namespace) -> int:
     """Run one flow now (on the configured Prefect server, or the embedded one)."""
-    import napbench.flows as flows
+    from napbench import flows
 
     if args.flow == "refresh":
         from napbench.flows.refresh import refresh_with_runner

@@ -97,14 +97,14 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture()
-def prefect_server_with_scheduler(tmp_path: Path):
+@pytest.fixture(scope="module")
+def prefect_server_with_scheduler(tmp_path_factory: pytest.TempPathFactory):
     """A real ``prefect server start`` (with its scheduler service, looping every second) on a free port."""
     import urllib.request
 
     port = _free_port()
     url = f"http://127.0.0.1:{port}/api"
-    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect_home"), "PREFECT_UI_ENABLED": "false",
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path_factory.mktemp("prefect_home")), "PREFECT_UI_ENABLED": "false",
            "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "1", "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
     env.pop("PREFECT_API_URL", None)
     proc = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
@@ -152,3 +152,31 @@ def test_serve_fires_a_scheduled_refresh_and_stops_on_sigterm(tmp_path: Path, pr
             proc.kill()
             pytest.fail("serve did not stop on SIGTERM")
     assert rc == 0
+
+
+def test_process_work_pool_worker_runs_the_deployment(tmp_path: Path, prefect_server_with_scheduler: str) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import WorkPoolCreate
+    from prefect.deployments import run_deployment
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from napbench.flows.refresh import refresh
+
+    url = prefect_server_with_scheduler
+    root = Path(__file__).resolve().parents[2]
+    p = _params(tmp_path, build={"families": ["nb101"], "limit": 10}, refresh={"families": ["nb101"]})
+    with temporary_settings({PREFECT_API_URL: url}):
+        with get_client(sync_client=True) as client:
+            client.create_work_pool(WorkPoolCreate(name="napbench-test", type="process"), overwrite=True)
+        refresh.from_source(source=str(root), entrypoint="napbench/flows/refresh.py:refresh").deploy(
+            name="napbench-refresh-pool", work_pool_name="napbench-test", parameters={"params": str(p)}, build=False,
+            push=False, print_next_steps=False)
+        run = run_deployment("refresh/napbench-refresh-pool", timeout=0)
+    env = {**os.environ, "PREFECT_API_URL": url, "PYTHONPATH": str(root)}
+    worker = subprocess.run([sys.executable, "-m", "prefect", "worker", "start", "--pool", "napbench-test", "--run-once"],
+                            env=env, cwd=tmp_path, capture_output=True, text=True, timeout=400, check=False)
+    assert worker.returncode == 0, worker.stdout[-2000:] + worker.stderr[-2000:]
+    with temporary_settings({PREFECT_API_URL: url}), get_client(sync_client=True) as client:
+        state = client.read_flow_run(run.id).state
+    assert state.is_completed(), state
+    assert (tmp_path / "data" / "nb101.parquet").is_file()
