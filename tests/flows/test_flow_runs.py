@@ -43,7 +43,8 @@ def test_refresh_flow_runs_mapped_families_and_skips_on_rerun(tmp_path: Path, pr
     ]
 
 
-def test_pipeline_flow_trains_two_predictors_at_once(tmp_path: Path, prefect_server: str) -> None:
+def test_pipeline_flow_trains_two_predictors_at_once(tmp_path: Path, prefect_server: str,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
@@ -71,6 +72,21 @@ def test_pipeline_flow_trains_two_predictors_at_once(tmp_path: Path, prefect_ser
     assert sorted(r.name for r in train) == ["train flops", "train kgnn"]
     a, b = train
     assert a.start_time < b.end_time and b.start_time < a.end_time, "the two training tasks did not run at once"
+    # napbench publish: the exported repos pushed to a (local) Hub, revisions recorded
+    from _hubserver import HubServer
+
+    from napbench.cli import main
+
+    hub = HubServer(token="t").start()
+    try:
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        monkeypatch.setenv("HF_TOKEN", "t")
+        assert main(["publish", "--params", str(p)]) == 0
+    finally:
+        hub.stop()
+    record = json.loads((res / "hub" / "published.json").read_text())
+    assert set(record) == {"dataset/napbench/napbench-nb201", "dataset/napbench/napbench-nb101",
+                           "model/napbench/kgnn-nb201", "model/napbench/flops-nb201"}
 
 
 def test_refresh_on_dask_localcluster_with_two_workers(tmp_path: Path, prefect_server: str) -> None:
