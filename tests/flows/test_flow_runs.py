@@ -170,6 +170,7 @@ def test_serve_fires_a_scheduled_refresh_and_stops_on_sigterm(tmp_path: Path, pr
     assert rc == 0
 
 
+@pytest.mark.slow  # a worker process starts a flow-run process; 5 min on the shared 2-core machine (make test-all)
 def test_process_work_pool_worker_runs_the_deployment(tmp_path: Path, prefect_server_with_scheduler: str) -> None:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.actions import WorkPoolCreate
