@@ -99,3 +99,19 @@ def test_repro_whole_pipeline_and_metrics_diff(tmp_path: Path) -> None:
             os.environ.pop("PYTHONPATH", None)
         else:
             os.environ["PYTHONPATH"] = env_path
+
+
+def test_refresh_then_dvc_commit_and_push(repo: Path) -> None:
+    """What the refresh flow does with ``refresh.dvc``: rebuild outside dvc repro, then record and push it."""
+    from napbench import _dvc
+    from napbench.config import SourceSpec
+    from napbench.datasets._refresh import refresh_family
+
+    _run(["dvc", "repro", "build@nb201"], repo)
+    res = refresh_family("nb201", repo / "data" / "datasets", SourceSpec(), limit=6, workers=1, force=True)
+    assert res.status == "rebuilt"
+    assert "build@nb201" in _run(["dvc", "status", "build@nb201"], repo)  # the new file is not recorded yet
+    _dvc.commit(["build@nb201"], repo=repo)
+    assert "up to date" in _run(["dvc", "status", "build@nb201"], repo)
+    _dvc.push(["build@nb201"], repo=repo)
+    assert "up to date" in _run(["dvc", "status", "--cloud", "build@nb201"], repo).lower()
