@@ -22,7 +22,8 @@ def _params(tmp_path: Path, **over: dict) -> Path:
         "refresh": {"families": ["nb201", "nb101"], "max_workers": 2, "interval_s": 3},
         "train": {"sources": ["nb201"], "epochs": 2, "max_train": 40},
         "evaluate": {"targets": ["nb101"], "shots": 10, "seeds": 1, "max_eval": 40, "out": str(d / "results" / "evaluate")},
-        "pipeline": {"predictors": ["kgnn", "flops"], "checkpoints": str(d / "results" / "checkpoints")},
+        "pipeline": {"predictors": ["kgnn", "flops"], "checkpoints": str(d / "results" / "checkpoints"),
+                     "results": str(d / "results")},
         "publish": {"export_dir": str(d / "results" / "hub")},
     }
     for k, v in over.items():
@@ -62,6 +63,7 @@ def test_pipeline_flow_trains_two_predictors_at_once(tmp_path: Path, prefect_ser
     assert {(r["target"], r["setting"], r["predictor"]) for r in summary["results"]} >= {("nb101", "zero-shot", "kgnn"),
                                                                                       ("nb101", "fine-tuned", "flops")}
     assert (res / "evaluate" / "pred_vs_true_nb101.png").is_file()
+    assert set(json.loads((res / "metrics.json").read_text())) == {"nb101"}
     for name in ("kgnn-nb201", "flops-nb201"):
         assert (res / "checkpoints" / name / "model.safetensors").is_file()
         assert (res / "hub" / "models" / "napbench" / name / "napbench.json").is_file()
