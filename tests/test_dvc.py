@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _run(args: list[str], cwd: Path) -> str:
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1"}
-    res = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    res = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=600, check=False)
     assert res.returncode == 0, f"{' '.join(args)} failed:\n{res.stdout}\n{res.stderr}"
     return res.stdout + res.stderr
 

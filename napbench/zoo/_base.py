@@ -528,7 +528,7 @@ def _load_from_hub(repo_id: str, **kwargs: Any) -> Predictor:  # pragma: no cove
         ) from exc
 
 
-from napbench._scoped import torch_threads  # re-exported; scoped and thread-safe
+from napbench._scoped import torch_threads  # noqa: F401  (re-exported; scoped and thread-safe)
 
 
 def utc_now() -> str:
