@@ -8,9 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import yaml
-
-NB101_TABLE = "nasbench101/nb101_500_zc.csv"
+from _flowutil import NB101_TABLE
 
 
 @pytest.fixture()
@@ -25,22 +23,6 @@ def mirror_copy(tmp_path: Path, mirror: str) -> Path:
             m.mkdir(exist_ok=True)
             os.symlink(d, m / d.name)
     return m
-
-
-def change_nb101_label(m: Path) -> None:
-    """Change one NB-101 label value in the mirror copy (a new upstream release)."""
-    p = m / NB101_TABLE
-    lines = p.read_text().splitlines(keepends=True)
-    assert lines[0].rstrip("\n").endswith(",val_accuracy")
-    head, last = lines[1].rstrip("\n").rsplit(",", 1)
-    lines[1] = f"{head},{round(float(last) + 0.5, 4)}\n"
-    p.write_text("".join(lines))
-
-
-def write_params(path: Path, **sections: dict) -> Path:
-    """A params.yaml with these sections."""
-    path.write_text(yaml.safe_dump(sections, sort_keys=False))
-    return path
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import write_params
+from _flowutil import write_params
 
 
 def _params(tmp_path: Path, **over: dict) -> Path:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from conftest import NB101_TABLE, change_nb101_label
+from _flowutil import NB101_TABLE, change_nb101_label
 
 from napbench.config import SourceSpec
 from napbench.datasets._refresh import check, record_path, refresh_family
