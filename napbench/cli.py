@@ -183,6 +183,9 @@ def build_parser() -> argparse.ArgumentParser:
         add_evaluation = None
     if add_evaluation is not None:
         add_evaluation(sub)
+    from napbench.flows._cli import add_parsers as add_flows  # serve, publish, flow
+
+    add_flows(sub)
     return parser
 
 

@@ -78,3 +78,15 @@ class OutputPathError(NapbenchError, OSError):
 
 class CheckpointError(NapbenchError, FileNotFoundError):
     """A checkpoint folder is missing, incomplete, corrupt or does not match its config."""
+
+
+class ConfigError(NapbenchError, ValueError):
+    """``params.yaml`` (or a config value) is missing, malformed or inconsistent."""
+
+
+class UpstreamError(MirrorError):
+    """An upstream label table could not be fetched, or its sha256 differs from the pin."""
+
+
+class HubError(NapbenchError, ConnectionError):
+    """Publishing to or loading from the Hugging Face Hub failed (unreachable, 401, 5xx, bad content)."""

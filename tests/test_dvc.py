@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _run(args: list[str], cwd: Path) -> str:
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1"}
-    res = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    res = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=600, check=False)
     assert res.returncode == 0, f"{' '.join(args)} failed:\n{res.stdout}\n{res.stderr}"
     return res.stdout + res.stderr
 
@@ -41,18 +41,18 @@ def test_default_remote_is_configured() -> None:
 
 
 def test_repro_push_pull(repo: Path) -> None:
-    out = _run(["dvc", "repro"], repo)
+    out = _run(["dvc", "repro", "build"], repo)  # the dataset stages (train/evaluate: test_repro_whole_pipeline)
     built = sorted(p.name for p in (repo / "data" / "datasets").glob("*.parquet"))
     assert built == ["hiaml.parquet", "nb201.parquet"], out
     import pyarrow.parquet as pq
 
     assert pq.read_metadata(repo / "data/datasets/nb201.parquet").num_rows == 6
     # nothing changed: nothing re-runs
-    again = _run(["dvc", "repro"], repo)
+    again = _run(["dvc", "repro", "build"], repo)
     assert "didn't change" in again and "Running stage" not in again
     # one output removed: only its stage runs
     (repo / "data/datasets/hiaml.parquet").unlink()
-    third = _run(["dvc", "repro"], repo)
+    third = _run(["dvc", "repro", "build"], repo)
     assert "build@hiaml" in third and "Running stage 'build@nb201'" not in third
     # push to the default local remote, wipe outputs and cache, pull back
     _run(["dvc", "push"], repo)
@@ -61,5 +61,57 @@ def test_repro_push_pull(repo: Path) -> None:
     digest = (repo / "data/datasets/nb201.parquet").read_bytes()
     shutil.rmtree(repo / "data")
     shutil.rmtree(repo / ".dvc" / "cache")
-    _run(["dvc", "pull"], repo)
+    _run(["dvc", "pull", "build"], repo)  # the dataset stages (train/evaluate outputs were never pushed here)
     assert (repo / "data/datasets/nb201.parquet").read_bytes() == digest
+
+
+@pytest.mark.slow  # two Prefect flow runs through DVC; the flows themselves are covered by tests/flows
+def test_repro_whole_pipeline_and_metrics_diff(tmp_path: Path) -> None:
+    d = tmp_path / "repo"
+    shutil.copytree(ROOT / "napbench", d / "napbench", ignore=shutil.ignore_patterns("__pycache__"))
+    for f in ("dvc.yaml", ".dvcignore"):
+        shutil.copy(ROOT / f, d / f)
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["build"].update(families=["nb201", "nb101"], limit=30)
+    params["train"].update(epochs=1, max_train=30)
+    params["evaluate"].update(shots=5, seeds=1, max_eval=30)
+    (d / "params.yaml").write_text(yaml.safe_dump(params))
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    env_path = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = str(d)  # the stages import this copy
+    try:
+        _run(["git", "init", "-q"], d)
+        _run(["dvc", "init", "-q"], d)
+        _run(["dvc", "repro"], d)
+        metrics = yaml.safe_load((d / "results" / "metrics.json").read_text())
+        assert set(metrics) == {"nb201", "nb101"} and "srcc" in metrics["nb101"]["zero-shot"]["kgnn"]
+        assert (d / "results" / "evaluate" / "pred_vs_true_nb101.png").is_file()
+        _run(["git", "add", "-A"], d)
+        _run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "first"], d)
+        params["evaluate"]["shots"] = 10
+        (d / "params.yaml").write_text(yaml.safe_dump(params))
+        out = _run(["dvc", "repro"], d)
+        assert "Running stage 'evaluate'" in out and "Running stage 'train'" not in out
+        diff = _run(["dvc", "metrics", "diff", "--json"], d)
+        assert "nb101" in diff
+    finally:
+        if env_path is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = env_path
+
+
+def test_refresh_then_dvc_commit_and_push(repo: Path) -> None:
+    """What the refresh flow does with ``refresh.dvc``: rebuild outside dvc repro, then record and push it."""
+    from napbench import _dvc
+    from napbench.config import SourceSpec
+    from napbench.datasets._refresh import refresh_family
+
+    _run(["dvc", "repro", "build@nb201"], repo)
+    res = refresh_family("nb201", repo / "data" / "datasets", SourceSpec(), limit=6, workers=1, force=True)
+    assert res.status == "rebuilt"
+    assert "build@nb201" in _run(["dvc", "status", "build@nb201"], repo)  # the new file is not recorded yet
+    _dvc.commit(["build@nb201"], repo=repo)
+    assert "up to date" in _run(["dvc", "status", "build@nb201"], repo)
+    _dvc.push(["build@nb201"], repo=repo)
+    assert "in sync" in _run(["dvc", "status", "--cloud", "build@nb201"], repo)

@@ -7,14 +7,32 @@ noticed instead of silently changing labels.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import hashlib
 import os
+from collections.abc import Callable, Iterator
 from functools import lru_cache
 from pathlib import Path
 
 from napbench.errors import MirrorError
 
 MIRROR_ENV = "NAPBENCH_MIRROR"
+
+#: while set (see :func:`upstream_resolver`), every :func:`mirror_file` call is answered by it
+_RESOLVER: contextvars.ContextVar[Callable[[str, str], Path] | None] = contextvars.ContextVar("napbench_upstream", default=None)
+
+
+@contextlib.contextmanager
+def upstream_resolver(resolve: Callable[[str, str], Path]) -> Iterator[None]:
+    """Within the block, families' table lookups ``(relpath, pinned sha256) -> path`` go to
+    ``resolve`` (an upstream source: another mirror, an HTTPS download, new pins). Context-local,
+    so concurrent tasks in threads each keep their own."""
+    token = _RESOLVER.set(resolve)
+    try:
+        yield
+    finally:
+        _RESOLVER.reset(token)
 
 
 def mirror_root(root: str | os.PathLike[str] | None = None) -> Path:
@@ -31,6 +49,13 @@ def mirror_root(root: str | os.PathLike[str] | None = None) -> Path:
     return path
 
 
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """sha256 of a file (cached by path, mtime and size)."""
+    p = Path(path)
+    st = p.stat()
+    return _sha256(p, st.st_mtime_ns, st.st_size)
+
+
 @lru_cache(maxsize=64)
 def _sha256(path: Path, mtime_ns: int, size: int) -> str:
     h = hashlib.sha256()
@@ -44,7 +69,11 @@ def mirror_file(relpath: str, sha256: str, *, root: str | os.PathLike[str] | Non
     """Return the path of ``relpath`` under the mirror after checking its sha256.
 
     Raises :class:`MirrorError` naming the file when it is missing or its checksum differs.
+    Inside :func:`upstream_resolver` the resolver answers instead.
     """
+    resolve = _RESOLVER.get()
+    if resolve is not None:
+        return resolve(relpath, sha256)
     path = mirror_root(root) / relpath
     if not path.is_file():
         raise MirrorError(f"mirror file {relpath!r} not found under {str(path.parent)!r}; expected the upstream table")

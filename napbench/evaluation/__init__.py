@@ -1,6 +1,6 @@
 """Evaluation: metrics (SRCC, Kendall tau-b, NDCG@k, precision@top-k%, MAE) and transfer protocols.
 
-``from napbench.evaluation import evaluate_all, zero_shot, k_shot, leave_one_family_out``.
+``from napbench.evaluation import evaluate_all, zero_shot, k_shot, leave_one_family_out, train``.
 Protocols are imported lazily (they pull in torch and the datasets).
 """
 
@@ -23,6 +23,10 @@ _PROTOCOLS = ("ProtocolConfig", "TransferReport", "evaluate_transfer", "k_shot",
 
 
 def __getattr__(name: str) -> Any:
+    if name in ("train", "TrainResult"):
+        from napbench.evaluation import _train
+
+        return getattr(_train, name)
     if name in _PROTOCOLS:
         from napbench.evaluation import protocols
 
@@ -32,5 +36,5 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "evaluate_all", "get_metric", "kendall_tau", "list_metrics", "mae", "ndcg_at_k", "precision_at_top_k_percent",
-    "srcc", *_PROTOCOLS,
+    "srcc", "train", "TrainResult", *_PROTOCOLS,
 ]

@@ -11,7 +11,7 @@
   ``.keras``, ``module:fn``) and prints the predicted accuracy.
 
 Defaults come from the ``train:`` / ``evaluate:`` sections of ``params.yaml`` (``--params``,
-default ``./params.yaml`` when present), read once here into :class:`TrainParams` /
+default ``./params.yaml`` when present), read once by :mod:`napbench.config` into :class:`TrainParams` /
 :class:`EvaluateParams`; flags override them. In ``params.yaml`` a cap of ``0`` means "no
 cap". Errors are :class:`~napbench.errors.NapbenchError` subclasses; ``napbench.cli`` turns them
 into one line and exit code 2.
@@ -21,94 +21,16 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 from napbench._cli_types import count, input_shape, mirror_folder, model_source, output_location_problem, probability, root_folder
-from napbench.errors import InvalidArgumentError, NapbenchError, OutputPathError
+from napbench.config import _CAPS, PARAMS_FILE, EvaluateParams, TrainParams, read_params
+from napbench.errors import InvalidArgumentError, OutputPathError
+
+__all__ = ["PARAMS_FILE", "EvaluateParams", "TrainParams", "add_parsers", "read_params"]
 
 _T = TypeVar("_T")
-PARAMS_FILE = "params.yaml"
-
-
-@dataclass(frozen=True)
-class TrainParams:
-    """``train:`` section of params.yaml."""
-
-    predictor: str = "kgnn"
-    sources: tuple[str, ...] = ("nb201",)
-    epochs: int | None = None
-    max_train: int | None = None
-    seed: int = 0
-    val_frac: float = 0.1
-    out: str | None = None
-    root: str | None = None
-    mirror: str | None = None
-
-
-@dataclass(frozen=True)
-class EvaluateParams:
-    """``evaluate:`` section of params.yaml."""
-
-    targets: tuple[str, ...] = ()
-    sources: tuple[str, ...] = ()
-    shots: int = 50
-    seeds: int = 5
-    max_eval: int | None = None
-    max_train: int | None = None
-    epochs: int | None = None
-    fine_tune_epochs: int | None = None
-    sample_seed: int = 0
-    zc_input_size: int | None = 64
-    zc_batch_size: int = 64
-    out: str = "runs/evaluate"
-    plots: bool = True
-    root: str | None = None
-    mirror: str | None = None
-
-
-_CAPS = ("max_eval", "max_train", "epochs", "fine_tune_epochs", "zc_input_size")
-
-
-def read_params(path: str | Path | None, section: str, cls: type[_T]) -> _T:
-    """The ``section`` of a params.yaml as ``cls`` (defaults when the file or section is absent).
-
-    ``path`` None means ``./params.yaml`` if it exists. Unknown keys warn and are ignored;
-    caps given as 0 become None (no cap); lists become tuples.
-    """
-    import yaml
-
-    p = Path(path) if path is not None else Path.cwd() / PARAMS_FILE
-    if not p.is_file():
-        if path is not None:
-            raise NapbenchError(f"params file {str(p)!r} not found; expected a YAML file with a {section!r} section")
-        return cls()
-    try:
-        doc = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise NapbenchError(f"{p} is not valid YAML ({str(exc).splitlines()[0]}); expected a mapping of sections") from None
-    raw = doc.get(section) or {}
-    if not isinstance(raw, dict):
-        raise NapbenchError(f"section {section!r} of {p} is a {type(raw).__name__}; expected a mapping")
-    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    unknown = sorted(set(raw) - names)
-    if unknown:
-        warnings.warn(f"{p}: ignoring unknown {section}: keys {unknown}; known keys: {sorted(names)}", stacklevel=2)
-    values: dict[str, Any] = {}
-    for k, v in raw.items():
-        if k not in names:
-            continue
-        if k in _CAPS and v == 0:
-            v = None
-        if isinstance(v, list):
-            v = tuple(v)
-        values[k] = v
-    try:
-        return cls(**values)
-    except TypeError as exc:
-        raise NapbenchError(f"section {section!r} of {p}: {exc}") from None
 
 
 def _override(params: _T, args: argparse.Namespace, **mapping: str) -> _T:
@@ -129,48 +51,15 @@ def _override(params: _T, args: argparse.Namespace, **mapping: str) -> _T:
 # -- train --------------------------------------------------------------------------------
 def cmd_train(args: argparse.Namespace) -> int:
     """Fit a predictor on source families and save a checkpoint folder."""
-    import numpy as np
-
-    from napbench.evaluation.protocols import ProtocolConfig, _metrics, build_predictor, labelled, sample_rows
-    from napbench.evaluation.protocols import concat_datasets as concat
-    from napbench.zoo._checkpoint_io import check_checkpoint_target
+    from napbench.evaluation._train import train
 
     tp = _override(read_params(args.params, "train", TrainParams), args, predictor="predictor", sources="source",
                    epochs="epochs", max_train="max_train", seed="seed", val_frac="val_frac", out="out", root="root",
                    mirror="mirror")
-    if not tp.sources:
-        raise InvalidArgumentError("no source family; expected --source FAMILY (repeatable) or train.sources in params.yaml")
-    if not 0.0 <= tp.val_frac < 1.0:
-        raise InvalidArgumentError(f"--val-frac is {tp.val_frac}; expected 0 <= val_frac < 1")
-    cfg = ProtocolConfig(max_train=tp.max_train, epochs=tp.epochs, fit_seed=tp.seed, sample_seed=tp.seed,
-                         root=tp.root, mirror=tp.mirror, progress=not args.quiet, zc_input_size=args.input_size)
-    predictor = build_predictor(tp.predictor, cfg)
-    out = Path(tp.out or f"runs/checkpoints/{predictor.predictor_name.replace(':', '-')}-{'+'.join(dict.fromkeys(tp.sources))}")
-    check_checkpoint_target(out)  # before training: a target that is not a napbench checkpoint is refused now
-    train_parts, train_y, vals = [], [], {}
-    for i, fam in enumerate(dict.fromkeys(tp.sources)):
-        data = labelled(fam, cfg)
-        rng = np.random.default_rng((tp.seed, 1, i))
-        rows = sample_rows(len(data), tp.max_train, rng)
-        n_val = int(round(tp.val_frac * len(rows))) if len(rows) >= 40 else 0
-        perm = rng.permutation(rows)
-        val_rows, fit_rows = np.sort(perm[:n_val]), np.sort(perm[n_val:])
-        ds, y = data.take(fit_rows)
-        train_parts.append(ds)
-        train_y.append(y)
-        if n_val >= 10:
-            vals[fam] = data.take(val_rows)
-    ds = concat(train_parts, "+".join(dict.fromkeys(tp.sources)))
-    y = np.concatenate(train_y)
-    predictor.fit(ds, y, epochs=tp.epochs, seed=tp.seed, progress=not args.quiet)
-    metrics = {}
-    for fam, (vds, vy) in vals.items():
-        metrics[f"validation {fam} (n={len(vy)})"] = _metrics(vy, predictor.predict(vds), (10,))
-    notes = (f"Held-out validation: a seeded {tp.val_frac:.0%} of each source family's sampled architectures "
-             "(not used for fitting)." if metrics else "")
-    predictor.save_pretrained(out, card={"metrics": metrics, "notes": notes})
-    print(f"trained {predictor.predictor_name} on {', '.join(dict.fromkeys(tp.sources))} ({len(y)} architectures); saved {out}")
-    for name, m in metrics.items():
+    res = train(tp, progress=not args.quiet, input_size=args.input_size)
+    print(f"trained {res.predictor.predictor_name} on {', '.join(dict.fromkeys(tp.sources))} ({res.n_train} architectures); "
+          f"saved {res.path}")
+    for name, m in res.metrics.items():
         print(f"  {name}: SRCC {m['srcc']:.3f}  KT {m['kt']:.3f}  NDCG@10 {m['ndcg@10']:.3f}  MAE {m['mae']:.2f}")
     return 0
 

@@ -37,13 +37,13 @@ explicit form ``hf://owner/name`` (handed to the mixin's ``from_pretrained``, wh
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import inspect
 import json
 import os
 import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
+import threading
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, Union
@@ -416,20 +416,28 @@ def register_plugin(hook: Callable[[], None]) -> None:
     _PLUGINS.append(hook)
 
 
+_LOAD_LOCK = threading.RLock()
+_READY = threading.Event()
+
+
 def _ensure_loaded() -> None:
     global _LOADED
-    if _LOADED:
+    if _READY.is_set():
         return
-    _LOADED = True  # set first: hooks may read the registry
-    try:
-        import napbench.zoo.baselines  # noqa: F401  (registers flops, params and the zc:* hook)
-        import napbench.zoo.kgnn  # noqa: F401  (registers kgnn)
+    with _LOAD_LOCK:  # other threads wait until the registry is complete
+        if _LOADED:
+            return
+        _LOADED = True  # set first: hooks (in this thread) may read the registry
+        try:
+            import napbench.zoo.baselines  # noqa: F401  (registers flops, params and the zc:* hook)
+            import napbench.zoo.kgnn  # noqa: F401  (registers kgnn)
 
-        for hook in list(_PLUGINS):
-            hook()
-    except BaseException:
-        _LOADED = False
-        raise
+            for hook in list(_PLUGINS):
+                hook()
+        except BaseException:
+            _LOADED = False
+            raise
+        _READY.set()
 
 
 def list_predictors() -> list[str]:
@@ -484,9 +492,7 @@ def load(path_or_name: str | os.PathLike[str], **kwargs: Any) -> Predictor:
         repo = text[len(HUB_PREFIX):]
         if not _REPO_ID.match(repo):
             raise CheckpointError(f"Hub id {text!r} is malformed; expected hf://owner/name")
-        if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
-            raise CheckpointError(f"checkpoint {text!r} is on the Hugging Face Hub, but HF_HUB_OFFLINE is set; expected a local folder")
-        return _load_from_hub(repo, **kwargs)  # pragma: no cover - needs the network
+        return _hub_load(repo, **kwargs)  # HF_HUB_OFFLINE=1: served from the cache, or one-line error
     path = Path(path_or_name).expanduser()
     if path.is_dir():
         config = read_config(path, text)
@@ -495,12 +501,20 @@ def load(path_or_name: str | os.PathLike[str], **kwargs: Any) -> Predictor:
         return Predictor.from_pretrained(str(path), **kwargs)
     if path.exists():
         raise CheckpointError(f"{text!r} is a file; expected a checkpoint folder (config.json + {WEIGHTS_NAME})")
+    if kwargs.get("revision") and _REPO_ID.match(text) and not text.startswith((".", "~", "/")):
+        return _hub_load(text, **kwargs)  # a revision= makes a bare owner/name an explicit Hub id
     hint = f"; {text!r} is a predictor name - build it with napbench.zoo.get_predictor({text!r})" if text in list_predictors() else ""
     if not hint and _REPO_ID.match(text) and not text.startswith((".", "~", "/")):
         hint = f"; for a Hugging Face Hub repo write hf://{text}"
     raise CheckpointError(
         f"checkpoint folder {text!r} not found; expected a folder with {CONFIG_NAME} + {WEIGHTS_NAME}{hint}"
     )
+
+
+def _hub_load(repo_id: str, **kwargs: Any) -> Predictor:
+    from napbench.zoo._hub import load_from_hub
+
+    return load_from_hub(repo_id, **kwargs)
 
 
 def _load_from_hub(repo_id: str, **kwargs: Any) -> Predictor:  # pragma: no cover - needs the network
@@ -515,24 +529,7 @@ def _load_from_hub(repo_id: str, **kwargs: Any) -> Predictor:  # pragma: no cove
         ) from exc
 
 
-@contextlib.contextmanager
-def torch_threads(n: int | None) -> Iterator[None]:
-    """Run the block with ``torch.set_num_threads(n)`` (restored afterwards; None: unchanged).
-
-    Graph predictors work on small tensors, where intra-op threads cost more than they save
-    and, on a shared CPU, oversubscription slows training by an order of magnitude or more.
-    """
-    import torch
-
-    if n is None:
-        yield
-        return
-    prev = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(prev)
+from napbench._scoped import torch_threads  # noqa: F401  (re-exported; scoped and thread-safe)
 
 
 def utc_now() -> str:

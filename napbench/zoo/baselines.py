@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from napbench._scoped import seeded_torch
 from napbench.errors import InvalidArgumentError, NapbenchError, NumericalError, UnknownNameError
 from napbench.zoo._base import (
     GraphsLike,
@@ -206,8 +207,7 @@ class ZeroCostPredictor(LinearScorePredictor):
         fam = get_family(family)
         c, h, w = fam.arch_input_shape(arch)
         shape = (c, min(h, self.input_size), min(w, self.input_size)) if self.input_size else (c, h, w)
-        with torch.random.fork_rng():
-            torch.manual_seed(self.seed)
+        with seeded_torch(self.seed):
             model = fam.build_torch(arch)
         with torch_threads(self.threads):
             self._run_proxies(family, arch, model, shape, fam.num_classes, proxies)

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from napbench._scoped import seeded_torch
 from napbench.errors import InvalidArgumentError, NumericalError
 from napbench.zoo._base import GraphsLike, Predictor, _is_dataset, check_graphs_labels, register_predictor, torch_threads, utc_now
 from napbench.zoo.features import NUM_FEATURES, NUM_OPS, PackedGraphs
@@ -99,9 +100,8 @@ class KGNN(Predictor):
         return self.mlp(global_mean_pool(x, batch.batch, size=batch.num_graphs)).squeeze(-1)
 
     def reset_parameters(self, seed: int) -> None:
-        """Fresh weights drawn under ``torch.manual_seed(seed)`` (global RNG state untouched)."""
-        with torch.random.fork_rng():
-            torch.manual_seed(seed)
+        """Fresh weights drawn under ``seeded_torch(seed)`` (global RNG state untouched, thread-safe)."""
+        with seeded_torch(seed):
             for m in self.modules():
                 if m is not self and hasattr(m, "reset_parameters"):
                     m.reset_parameters()
@@ -117,8 +117,7 @@ class KGNN(Predictor):
         self.history = []
         self.train()
         bar = tqdm(range(epochs), desc=desc, unit="epoch", disable=not progress)
-        with torch.random.fork_rng(), torch_threads(self.threads):
-            torch.manual_seed(seed)
+        with torch_threads(self.threads):  # the loop draws no torch randomness (order: ``gen``)
             for _ in bar:
                 order = gen.permutation(n)
                 total = 0.0
