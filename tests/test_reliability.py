@@ -334,11 +334,13 @@ def test_f13_missing_owner_name_path_fails_at_once(tmp_path, monkeypatch) -> Non
 
 
 def test_f13_hub_ids_only_when_explicit_and_offline_respected(tmp_path, monkeypatch) -> None:
+    from napbench.errors import NapbenchError
     from napbench.zoo import CheckpointError, load
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    # offline, a Hub id is served from the cache only; not cached -> one line naming HF_HUB_OFFLINE, no network
     for spec in ("hf://someowner/somerepo",):
-        with pytest.raises(CheckpointError, match="HF_HUB_OFFLINE"):
+        with pytest.raises(NapbenchError, match="HF_HUB_OFFLINE"):
             load(spec)
     code, _, err = run_cli(["predict", "--hub", "someowner/somerepo", str(onnx_file(tmp_path, bias=False))])
     assert code == 2
