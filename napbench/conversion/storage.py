@@ -40,6 +40,7 @@ import itertools
 import json
 import os
 from collections.abc import Iterable, Mapping, Sequence
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -114,7 +115,7 @@ def _list_of(child: pa.Array, lengths: Sequence[int]) -> pa.ListArray:
 def _encode_field(name: str, nodes: Sequence[Node]) -> pa.Array:
     """One Node field of every node as an Arrow array of the field's stored type."""
     typ = NODE_TYPE.field(name).type
-    values = [getattr(n, name) for n in nodes]
+    values = list(map(attrgetter(name), nodes))
     if name == "op":
         return pa.array(values, pa.string()).dictionary_encode()
     if typ == _SHAPE:
