@@ -156,6 +156,9 @@ def build_parser() -> argparse.ArgumentParser:
         add_evaluation = None
     if add_evaluation is not None:
         add_evaluation(sub)
+    from napbench.search._cli import add_parsers as add_search
+
+    add_search(sub)
     return parser
 
 

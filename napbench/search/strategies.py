@@ -105,7 +105,11 @@ class REA(SearchStrategy):
 
     def search(self, ctx: SearchContext) -> None:
         n = _finite_queries(ctx, self.name)
-        init = ctx.space.random_rows(ctx.rng, min(self.population, len(ctx.space)))[:n]
+        init = ctx.space.random_rows(ctx.rng, min(self.population, len(ctx.space)))
+        if n == 0:  # nothing can be trained: a random answer, as random search gives
+            ctx.choose(int(init[0]))
+            return
+        init = init[:n]
         for r in init:
             ctx.query(int(r))
         _evolve(ctx, deque(int(r) for r in init), self.sample)
@@ -190,11 +194,12 @@ class PredictorGuidedEvolution(SearchStrategy):
                 if not scored:
                     return
             budget = int(min(self.children, ctx.predictions_left))
-            if budget < 1:
-                return
             kids = self._children(ctx, scored, budget)
-            if not kids:
-                return
+            if not kids:  # neighbourhoods exhausted: train the best-predicted untrained candidates instead
+                if ctx.queries_left < 1 or all(r in ctx.queried for r in scored):
+                    return
+                self._query_top(ctx, np.asarray(list(scored)), scored)
+                continue
             scored.update(zip(kids, ctx.predict(kids).tolist()))
             self._query_top(ctx, np.asarray(kids), scored)
 
@@ -210,6 +215,8 @@ class PredictorGuidedEvolution(SearchStrategy):
                 if len(frontier) >= self.parents:
                     break
         kids: list[int] = []
+        if budget < 1:
+            return kids
         seen: set[int] = set()
         k = 0
         while frontier and len(kids) < budget:
