@@ -8,21 +8,9 @@ import math
 import numpy as np
 import pytest
 
-from napbench.conversion import CompGraph, GraphBuilder
+from search_toy import KERNELS, WIDTHS, toy_graph
+
 from napbench.search import SearchSpace
-
-WIDTHS = (4, 8, 16)
-KERNELS = (1, 3, 5)
-
-
-def toy_graph(w1: int, w2: int, k: int) -> CompGraph:
-    """input 3x8x8 -> conv(w1, k) -> bn -> relu -> conv(w2, 3) -> relu -> global pool -> linear(10)."""
-    b = GraphBuilder((3, 8, 8))
-    x = b.relu(b.bn(b.conv(b.input, w1, k, padding=k // 2)))
-    x = b.relu(b.conv(x, w2, 3, padding=1))
-    out = b.linear(b.global_pool(x), 10)
-    return b.build([out], meta={"family": "toy", "arch": f"{w1}-{w2}-{k}", "name": f"{w1}-{w2}-{k}"})
-
 
 @pytest.fixture(scope="session")
 def toy_space() -> SearchSpace:
