@@ -23,7 +23,7 @@ def resolve_predictor(spec: Any, **kwargs: Any) -> Any:
     """
     if spec is None or hasattr(spec, "predict"):
         return spec
-    import napbench.zoo as zoo
+    from napbench import zoo
 
     if Path(str(spec)).expanduser().is_dir():
         return zoo.load(str(spec))

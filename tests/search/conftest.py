@@ -7,10 +7,10 @@ import math
 
 import numpy as np
 import pytest
-
 from search_toy import KERNELS, WIDTHS, toy_graph
 
 from napbench.search import SearchSpace
+
 
 @pytest.fixture(scope="session")
 def toy_space() -> SearchSpace:

@@ -10,13 +10,12 @@ import pytest
 import torch
 from onnx import TensorProto, helper
 from scipy.stats import spearmanr
+from search_toy import toy_graph
 
 from napbench.cli import main
 from napbench.errors import ConversionError, InvalidArgumentError, NoLabelsError
 from napbench.search.latency import HW_DEVICES, hw_columns, latency_column, measure_latency
 from napbench.zoo import get_predictor, load
-
-from search_toy import toy_graph
 
 
 def _tiny_onnx() -> bytes:

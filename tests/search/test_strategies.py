@@ -34,12 +34,12 @@ def test_registry_lists_every_strategy() -> None:
 @pytest.mark.parametrize(
     ("strategy", "kwargs"),
     [
-        ("random", dict(budget=Budget(queries=27))),
-        ("rea", dict(budget=Budget(queries=20), options=dict(population=4, sample=2))),
-        ("naswot", dict(budget=Budget(queries=0), options=dict(n_candidates=27))),
-        ("area", dict(budget=Budget(queries=5), options=dict(n_candidates=10, population=3, sample=2))),
-        ("guided", dict(budget=Budget(queries=0, predictor_calls=20), options=dict(n_initial=5, parents=2, children=5))),
-        ("guided", dict(budget=Budget(queries=6, predictor_calls=20), options=dict(n_initial=5, parents=2, children=5))),
+        ("random", {"budget": Budget(queries=27)}),
+        ("rea", {"budget": Budget(queries=20), "options": {"population": 4, "sample": 2}}),
+        ("naswot", {"budget": Budget(queries=0), "options": {"n_candidates": 27}}),
+        ("area", {"budget": Budget(queries=5), "options": {"n_candidates": 10, "population": 3, "sample": 2}}),
+        ("guided", {"budget": Budget(queries=0, predictor_calls=20), "options": {"n_initial": 5, "parents": 2, "children": 5}}),
+        ("guided", {"budget": Budget(queries=6, predictor_calls=20), "options": {"n_initial": 5, "parents": 2, "children": 5}}),
     ],
 )
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -60,7 +60,7 @@ def test_a_tight_budget_does_not_find_it_by_luck(toy_space) -> None:
 
 @pytest.mark.parametrize("queries", [0, 1, 7, 17])
 def test_queries_counted_exactly(toy_space, queries: int) -> None:
-    r = search("rea", toy_space, budget=Budget(queries=queries), seed=3, options=dict(population=5, sample=2))
+    r = search("rea", toy_space, budget=Budget(queries=queries), seed=3, options={"population": 5, "sample": 2})
     assert r.n_queries == queries
     t = r.trajectory
     assert t.height == queries  # one event per distinct query
@@ -73,12 +73,12 @@ def test_queries_counted_exactly(toy_space, queries: int) -> None:
 def test_predictor_calls_counted_exactly(toy_space) -> None:
     p = CountingPredictor()
     r = search("guided", toy_space, predictor=p, budget=Budget(queries=4, predictor_calls=13), seed=0,
-               options=dict(n_initial=5, parents=2, children=4))
+               options={"n_initial": 5, "parents": 2, "children": 4})
     # every architecture handed to the predictor during the search is one call, none twice
     # (the answer's prediction, printed afterwards, is not a search step)
     during = p.seen[: r.n_predictor_calls]
     assert r.n_predictor_calls == 13 == len(set(during))
-    r = search("naswot", toy_space, predictor=CountingPredictor(), budget=Budget(queries=0), seed=0, options=dict(n_candidates=9))
+    r = search("naswot", toy_space, predictor=CountingPredictor(), budget=Budget(queries=0), seed=0, options={"n_candidates": 9})
     assert (r.n_predictor_calls, r.n_queries) == (9, 0)
 
 
@@ -115,13 +115,13 @@ def test_constraint_finds_the_constrained_optimum(toy_space, mode: str) -> None:
     lp = get_predictor("latency", alpha=1e-6).fit(toy_space.graphs_for(range(27)), lat)
     c = Constraint("latency", limit, mode=mode, predictor=lp, weight=1e3)
     r = search("area", toy_space, predictor=get_predictor("flops"), budget=Budget(queries=27), constraint=c, seed=1,
-               options=dict(n_candidates=27))
+               options={"n_candidates": 27})
     assert r.row == opt_row
 
 
 def test_refit_fits_the_predictor_on_queries(toy_space) -> None:
     r = search("guided", toy_space, predictor=get_predictor("flops"), budget=Budget(queries=12, predictor_calls=200), seed=0,
-               refit="fit", options=dict(n_initial=6, parents=2, children=5, queries_per_generation=2, refit_every=4))
+               refit="fit", options={"n_initial": 6, "parents": 2, "children": 5, "queries_per_generation": 2, "refit_every": 4})
     assert r.n_refits >= 1 and r.n_queries == 12
     # fitted: predictions are on the label's scale
     assert r.predicted == pytest.approx(r.true, abs=0.5)
