@@ -76,6 +76,11 @@ def family_table(family: str, label: str | None, seeds: list[int], args: argpars
     add("guided (FLOPs, refit on queries), 150 queries",
         [search("guided", space, predictor=resolve_predictor("flops"), budget=Budget(150, 3000), seed=s, refit="fit")
          for s in seeds], "", True)
+    if args.kgnn_seeds:
+        opts = {"refit_every": 50, "queries_per_generation": 5}
+        add("guided (k-GNN trained on the queries), 150 queries",
+            [search("guided", space, predictor=resolve_predictor("kgnn", epochs=30), budget=Budget(150, 3000), seed=s,
+                    refit="fit", options=opts) for s in seeds[: args.kgnn_seeds]], "", True)
     if family == "nb201" and args.proxy:
         zc = resolve_predictor(f"zc:{args.proxy}")
         if args.score_cache:
@@ -156,6 +161,7 @@ def main() -> None:
     ap.add_argument("--tau-quantile", type=float, default=0.3)
     ap.add_argument("--constrained-strategy", default="rea")
     ap.add_argument("--skip-latency", action="store_true")
+    ap.add_argument("--kgnn-seeds", type=int, default=3, help="seeds for the k-GNN-guided rows (each fits the k-GNN 3 times)")
     args = ap.parse_args()
     out = Path(args.out)
     seeds = list(range(args.seeds))

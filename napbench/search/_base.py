@@ -249,6 +249,7 @@ class SearchResult:
     params: float | None
     cost: float | None
     cost_true: float | None
+    latency: dict[str, float]
     n_queries: int
     n_predictor_calls: int
     n_refits: int
@@ -267,6 +268,9 @@ class SearchResult:
             f"accuracy   true {f(self.true)} ({self.label}), predicted {f(self.predicted)}",
             f"FLOPs      {f(self.flops, ',.0f')} MACs, params {f(self.params, ',.0f')}",
         ]
+        if self.latency:
+            lines.append("latency    " + ", ".join(f"{k.removeprefix('hw_').removesuffix('_latency')} {v:.3f} ms"
+                                                   for k, v in self.latency.items()) + " (HW-NAS-Bench table)")
         if self.config.get("constraint"):
             c = self.config["constraint"]
             lines.append(f"{c['column']}  estimated {f(self.cost)}, true {f(self.cost_true)} (limit {c['limit']}, {c['mode']})")
@@ -379,7 +383,9 @@ def search(
         true=float(space.labels[row]), predicted=pred,
         flops=float(space.columns["flops"][row]) if "flops" in space.columns else None,
         params=float(space.columns["params"][row]) if "params" in space.columns else None,
-        cost=cost, cost_true=cost_true, n_queries=ctx.n_queries, n_predictor_calls=ctx.n_predictor_calls,
+        cost=cost, cost_true=cost_true,
+        latency={k: float(v[row]) for k, v in space.columns.items() if k.endswith("_latency") and not np.isnan(v[row])},
+        n_queries=ctx.n_queries, n_predictor_calls=ctx.n_predictor_calls,
         n_refits=ctx.n_refits, seconds=seconds, trajectory=traj, config=cfg,
     )
 

@@ -119,7 +119,7 @@ class SearchSpace:
 
             extra = hw_columns(family, archs, missing, mirror=mirror)
             cols.update(extra)
-        for c in cost_columns:
+        for c in [*cost_columns, *(c for c in ds.table.column_names if c.endswith("_latency"))]:
             if c not in cols:
                 cols[c] = np.asarray(ds.table.column(c).to_numpy(zero_copy_only=False), dtype=np.float64)
         encodings = [_leaves(fam.decode(a)) for a in archs]

@@ -152,7 +152,9 @@ class PredictorGuidedEvolution(SearchStrategy):
     (the search frontier) into up to ``children`` new ones, which
     the predictor screens; the ``queries_per_generation`` best-predicted children are
     "trained" (queried) while queries remain, and with ``refit`` the predictor is fitted or
-    fine-tuned on everything queried every ``refit_every`` queries. Stops when the predictor
+    fine-tuned on everything queried every ``refit_every`` queries (``refit="fit"`` first trains
+    ``refit_every`` random candidates, so a predictor that learns only from queries, e.g. an
+    untrained k-GNN, has something to start from). Stops when the predictor
     budget is spent, ``generations`` have run, or no new child can be made. With no query
     budget the answer is the best-predicted candidate (a zero-query search).
     """
@@ -183,6 +185,11 @@ class PredictorGuidedEvolution(SearchStrategy):
             raise InvalidArgumentError("guided search has no predictor call left; expected a predictor budget of at least 1")
         scored: dict[int, float] = {}
         rows = ctx.space.random_rows(ctx.rng, m)
+        if ctx.refit_mode == "fit" and ctx.queries_left >= 2:
+            # learning from scratch: train the first `refit_every` random candidates, fit, then screen
+            for r in rows[: int(min(self.refit_every, ctx.queries_left))]:
+                ctx.query(int(r))
+            ctx.refit()
         scored.update(zip(rows.tolist(), ctx.predict(rows).tolist()))
         self._query_top(ctx, rows, scored)
         last_refit = ctx.n_queries
