@@ -74,9 +74,9 @@ def family_table(family: str, label: str | None, seeds: list[int], args: argpars
             [search("guided", space, predictor=flops, budget=Budget(0, 1000), seed=s) for s in seeds])
         add("guided (FLOPs), 150 queries, 3000 predictor calls",
             [search("guided", space, predictor=flops, budget=Budget(150, 3000), seed=s) for s in seeds], "", True)
-        add("guided (FLOPs, refit on queries), 150 queries",
-            [search("guided", space, predictor=resolve_predictor("flops"), budget=Budget(150, 3000), seed=s, refit="fit")
-             for s in seeds], "", True)
+        add("guided (FLOPs refitted every 25 queries), 150 queries",
+            [search("guided", space, predictor=resolve_predictor("flops"), budget=Budget(150, 3000), seed=s, refit="fit",
+                    options={"refit_every": 25}) for s in seeds], "", True)
         if args.kgnn_seeds:
             opts = {"refit_every": 50, "queries_per_generation": 5}
             add("guided (k-GNN trained on the queries), 150 queries",

@@ -154,7 +154,8 @@ class PredictorGuidedEvolution(SearchStrategy):
     "trained" (queried) while queries remain, and with ``refit`` the predictor is fitted or
     fine-tuned on everything queried every ``refit_every`` queries (``refit="fit"`` first trains
     ``refit_every`` random candidates, so a predictor that learns only from queries, e.g. an
-    untrained k-GNN, has something to start from). Stops when the predictor
+    untrained k-GNN, has something to start from; after a refit the ``5 * parents`` best
+    candidates are re-scored). Stops when the predictor
     budget is spent, ``generations`` have run, or no new child can be made. With no query
     budget the answer is the best-predicted candidate (a zero-query search).
     """
@@ -196,10 +197,12 @@ class PredictorGuidedEvolution(SearchStrategy):
         for _ in range(self.generations):
             if ctx.refit_mode and ctx.n_queries - last_refit >= self.refit_every and ctx.refit():
                 last_refit = ctx.n_queries
-                pool = list(scored)
-                scored = dict(zip(pool, ctx.predict(pool).tolist())) if len(pool) <= ctx.predictions_left else {}
-                if not scored:
+                # re-score only the best of the old ranking (the next parents come from there): a refit
+                # must not spend the predictor budget on the whole pool
+                keep = sorted(scored, key=lambda r: -scored[r])[: int(min(5 * self.parents, ctx.predictions_left))]
+                if not keep:
                     return
+                scored = dict(zip(keep, ctx.predict(keep).tolist()))
             budget = int(min(self.children, ctx.predictions_left))
             kids = self._children(ctx, scored, budget)
             if not kids:  # neighbourhoods exhausted: train the best-predicted untrained candidates instead
