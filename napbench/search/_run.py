@@ -159,14 +159,21 @@ def plot_best_found(curves: Mapping[str, Sequence[SearchResult]], path: str | os
     all_n = [r.n_queries for rs in curves.values() for r in rs]
     q = max_queries or max([*all_n, 1])
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    xs = np.arange(1, q + 1)
+    lows = []
     for name, rs in curves.items():
         mat = np.array([_curve(r, q) for r in rs])
         m, s = mat.mean(axis=0), mat.std(axis=0)
-        xs = np.arange(1, q + 1)
         ax.plot(xs, m, label=f"{name} ({m[-1]:.2f})")
         ax.fill_between(xs, m - s, m + s, alpha=0.15)
+        lows.append(float(m[min(q, 10) - 1]))
     if optimum is not None:
         ax.axhline(optimum, color="k", ls=":", lw=1, label=f"optimum ({optimum:.2f})")
+    if lows and optimum is not None:  # the interesting range: from the worst mean after 10 queries to the optimum
+        span = max(optimum - min(lows), 0.5)
+        ax.set_ylim(optimum - 1.3 * span, optimum + 0.15 * span)
+    if q >= 20:
+        ax.set_xscale("log")
     ax.set_xlabel("queries (architectures trained)")
     ax.set_ylabel("true accuracy of best found (%)")
     if title:
