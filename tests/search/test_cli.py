@@ -66,3 +66,11 @@ def test_score_cache_round_trip(tmp_path) -> None:
         load_score_cache(q, tmp_path / "other.parquet")
     with pytest.raises(Exception, match="score cache"):
         save_score_cache(p, tmp_path / "other.parquet")
+
+
+def test_search_list(capsys) -> None:
+    assert main(["search", "list"]) == 0
+    out = capsys.readouterr().out
+    for name in ("random", "naswot", "rea", "area", "guided"):
+        assert out.count(f"{name} ") >= 1
+    assert "needs --predictor" in out
