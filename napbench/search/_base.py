@@ -62,6 +62,9 @@ class Constraint:
     ``mode``: ``"hard"`` (infeasible candidates are never chosen) or ``"penalty"``
     (objective minus ``weight * max(0, cost / limit - 1)``). ``predictor``: a fitted cost
     predictor giving the estimate; None with ``source="table"`` reads the true column.
+    ``measure_queried``: a candidate that was trained (queried) also has its cost measured
+    (the table's value), so the answer -- the best queried -- is judged on its real cost and
+    the predictor only screens candidates not trained yet.
     """
 
     column: str
@@ -70,6 +73,7 @@ class Constraint:
     weight: float = 10.0
     predictor: Any = None
     source: str = "predictor"
+    measure_queried: bool = True
 
     def __post_init__(self) -> None:
         if self.mode not in ("hard", "penalty"):
@@ -202,12 +206,23 @@ class SearchContext:
             return np.zeros(rows.size)
         if c.source == "table":
             return self.space.column(c.column)[rows]
+        if c.measure_queried and c.column in self.space.columns:
+            true = self.space.column(c.column)
+            est = self.cost_estimate([int(r) for r in rows if int(r) not in self.queried])
+            return np.array([true[int(r)] if int(r) in self.queried else est[int(r)] for r in rows], dtype=np.float64)
+        est = self.cost_estimate(rows.tolist())
+        return np.array([est[int(r)] for r in rows], dtype=np.float64)
+
+    def cost_estimate(self, rows: Sequence[int]) -> dict[int, float]:
+        """The cost predictor's estimates for ``rows`` (memoised) as a row -> value map."""
+        c = self.constraint
+        assert c is not None and c.predictor is not None
         new = list(dict.fromkeys(int(r) for r in rows if int(r) not in self._cost))
         if new:
             out = np.asarray(c.predictor.predict(self.space.graphs_for(new)), dtype=np.float64).reshape(-1)
             self.n_cost_calls += len(new)
             self._cost.update(zip(new, out.tolist()))
-        return np.array([self._cost[int(r)] for r in rows], dtype=np.float64)
+        return {int(r): self._cost[int(r)] for r in rows}
 
     def objective(self, rows: Sequence[int] | np.ndarray, values: Sequence[float] | np.ndarray) -> np.ndarray:
         """``values`` (labels or predictions of ``rows``) adjusted by the constraint."""
