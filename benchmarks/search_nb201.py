@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from napbench._io import atomic_write_text
-from napbench.search import Budget, Constraint, SearchSpace, load_score_cache, resolve_predictor, search
+from napbench.search import Budget, Constraint, SearchSpace, get_strategy, load_score_cache, resolve_predictor, search
 from napbench.search._run import fit_cost_predictor, plot_best_found
 
 
@@ -141,7 +141,8 @@ def latency_section(seeds: list[int], args: argparse.Namespace, out: Path) -> di
         for s in seeds:
             p, _ = fit_cost_predictor(space, c, n_train=300, seed=s)
             con = Constraint(c, tau, mode="hard", predictor=p)
-            rs.append(search(args.constrained_strategy, space, budget=Budget(150), constraint=con, seed=s))
+            acc = resolve_predictor("flops") if get_strategy(args.constrained_strategy).needs_predictor else None
+            rs.append(search(args.constrained_strategy, space, budget=Budget(150), predictor=acc, constraint=con, seed=s))
         t = np.array([r.true for r in rs])
         feas = np.array([r.cost_true <= tau for r in rs])
         within = np.array([r.true >= opt - 0.5 for r in rs])
