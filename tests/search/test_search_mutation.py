@@ -76,7 +76,7 @@ def test_mutations_stay_within_budget(net: CompGraph) -> None:
 
 
 def test_evolve_graph_counts_predictor_calls_and_respects_budget(net: CompGraph) -> None:
-    r = evolve_graph(net, get_predictor("params"), generations=4, population=4, children=6, max_params=net.params * 1.5,
+    r = evolve_graph(net, get_predictor("params"), generations=3, population=4, children=5, max_params=net.params * 1.5,
                      predictor_calls=20, seed=0)
     assert r.n_predictor_calls <= 20 and r.history[-1]["n_predictor_calls"] == r.n_predictor_calls
     assert r.best.params <= net.params * 1.5
@@ -91,7 +91,7 @@ def test_mutated_graphs_run_in_the_executor(net: CompGraph) -> None:
 
     rng = np.random.default_rng(3)
     g = net
-    for _ in range(12):
+    for _ in range(6):
         g = mutate_graph(g, rng, max_flops=net.flops * 2)
         module = to_torch_module(g)
         with torch.no_grad():
