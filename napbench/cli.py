@@ -186,6 +186,10 @@ def build_parser() -> argparse.ArgumentParser:
     from napbench.flows._cli import add_parsers as add_flows  # serve, publish, flow
 
     add_flows(sub)
+
+    from napbench.search._cli import add_parsers as add_search
+
+    add_search(sub)
     return parser
 
 

@@ -180,7 +180,8 @@ def test_labels_cover_the_space(fam: NB201, labels) -> None:
     assert labels["arch"][1] == INDEX1
     assert fam.default_label in labels.columns
     for col in labels.columns:
-        assert labels[col].null_count() == 0, col
+        if col != "hw_edgetpu_latency":  # HW-NAS-Bench's -1 sentinels are nulls
+            assert labels[col].null_count() == 0, col
 
 
 def test_label_facts_from_provenance(labels) -> None:

@@ -60,6 +60,17 @@ _SEED_COLUMNS = (
 )
 _DERIVED_COLUMNS = ("c100_testacc_200ep_derived_mean", "in16_testacc_200ep_derived_mean")
 _PARAMS_COLUMNS = ("c10valid_params_mb", "c100_params_mb", "in16_params_mb")
+#: HW-NAS-Bench (Li et al. 2021) cost tables per dataset variant, and their metrics (ms / mJ)
+HW_FILES: dict[str, tuple[str, str]] = {
+    "cifar10-valid": ("hw_nas_bench/hw_cifar10.csv", "71e56e00ce03525aaccdb5bac4f9856b8733ed12741ff09e12784d30fa21a602"),
+    "cifar10": ("hw_nas_bench/hw_cifar10.csv", "71e56e00ce03525aaccdb5bac4f9856b8733ed12741ff09e12784d30fa21a602"),
+    "cifar100": ("hw_nas_bench/hw_cifar100.csv", "43e66dff2c02fd36f655c989615c95ae366b97a60f289410c802c5b8b87a1cb8"),
+    "ImageNet16-120": ("hw_nas_bench/hw_ImageNet16-120.csv", "c0d10fa8da52bcf8880496c22fa126cce39d8acf3c9224670170e31ef0294a0c"),
+}
+HW_METRICS: tuple[str, ...] = (
+    "edgegpu_latency", "edgegpu_energy", "raspi4_latency", "edgetpu_latency", "pixel3_latency",
+    "eyeriss_latency", "eyeriss_energy", "eyeriss_arithmetic_intensity", "fpga_latency", "fpga_energy",
+)
 _12EP_COLUMNS = (
     "c10_testacc_12ep",
     "c10valid_validacc_12ep",
@@ -167,6 +178,10 @@ class NB201(Family):
     * ``c10valid_params_mb``, ``c100_params_mb``, ``in16_params_mb``: parameters / 1e6.
     * ``c10_testacc_12ep``, ``c10valid_validacc_12ep``, ``c100_testacc_12ep``,
       ``c100_validacc_12ep``, ``in16_testacc_12ep``, ``in16_validacc_12ep``: 12-epoch runs.
+    * ``hw_<metric>`` for each of :data:`HW_METRICS`: HW-NAS-Bench latency (ms) / energy (mJ)
+      on edge GPU, Raspberry Pi 4, Edge TPU, Pixel 3, Eyeriss and FPGA for this dataset
+      variant (:func:`load_hw_nas_bench`); ``hw_edgetpu_latency`` is null where the table has
+      its -1 "missing" sentinel.
     """
 
     name: ClassVar[str] = "nb201"
@@ -272,4 +287,28 @@ class NB201(Family):
                 f"mirror file {_LABEL_FILE!r} has missing values or seed lists whose length differs from "
                 "n_seeds_200ep; expected complete rows"
             )
-        return out.sort("index")
+        hw = load_hw_nas_bench(self.dataset, mirror=mirror)
+        return out.join(hw, on="arch", how="left").sort("index")
+
+
+def load_hw_nas_bench(dataset: str = "cifar10-valid", *, mirror: str | None = None) -> pl.DataFrame:
+    """HW-NAS-Bench costs of all 15,625 cells for one dataset variant: ``arch`` + ``hw_<metric>`` columns.
+
+    Rows are keyed in the table by NASLib tuples (``net``); negative values (the table's -1
+    sentinel) become nulls.
+    """
+    import polars as pl
+
+    if dataset not in HW_FILES:
+        raise UnknownNameError("NB-201 dataset", dataset, list(HW_FILES))
+    rel, sha = HW_FILES[dataset]
+    df = pl.read_csv(mirror_file(rel, sha, root=mirror))
+    require_columns(df.columns, ["net", *HW_METRICS], rel)
+    archs = [naslib_to_arch(tuple(int(t) for t in net.strip("()").split(","))) for net in df["net"].to_list()]
+    out = df.select(
+        pl.Series("arch", archs),
+        *(pl.when(pl.col(m) < 0).then(None).otherwise(pl.col(m)).cast(pl.Float64).alias(f"hw_{m}") for m in HW_METRICS),
+    )
+    if out["arch"].n_unique() != out.height:
+        raise MirrorError(f"mirror file {rel!r} lists a cell twice; expected one row per NB-201 cell")
+    return out

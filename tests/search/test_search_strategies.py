@@ -1,0 +1,138 @@
+"""Every strategy finds the optimum of a tiny synthetic table; budgets are counted exactly."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napbench.errors import InvalidArgumentError, UnknownNameError
+from napbench.search import Budget, BudgetExhausted, Constraint, SearchContext, get_strategy, list_strategies, search
+from napbench.zoo import get_predictor
+
+
+class CountingPredictor:
+    """A real ``flops`` predictor that also records every graph it is asked to score."""
+
+    def __init__(self) -> None:
+        self.inner = get_predictor("flops")
+        self.seen: list[str] = []
+        self.predictor_name = "flops"
+
+    def predict(self, graphs, *, progress: bool = False) -> np.ndarray:
+        self.seen.extend(g.meta["arch"] for g in graphs)
+        return self.inner.predict(graphs)
+
+
+def test_registry_lists_every_strategy() -> None:
+    assert {"random", "naswot", "rea", "area", "guided"} <= set(list_strategies())
+    with pytest.raises(UnknownNameError, match="expected one of: area, guided"):
+        get_strategy("nope")
+    with pytest.raises(InvalidArgumentError, match="n_candidates"):
+        get_strategy("naswot", n_candidates=0)
+
+
+@pytest.mark.parametrize(
+    ("strategy", "kwargs"),
+    [
+        ("random", {"budget": Budget(queries=27)}),
+        ("rea", {"budget": Budget(queries=20), "options": {"population": 4, "sample": 2}}),
+        ("naswot", {"budget": Budget(queries=0), "options": {"n_candidates": 27}}),
+        ("area", {"budget": Budget(queries=5), "options": {"n_candidates": 10, "population": 3, "sample": 2}}),
+        ("guided", {"budget": Budget(queries=0, predictor_calls=20), "options": {"n_initial": 5, "parents": 2, "children": 5}}),
+        ("guided", {"budget": Budget(queries=6, predictor_calls=20), "options": {"n_initial": 5, "parents": 2, "children": 5}}),
+    ],
+)
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_each_strategy_finds_the_optimum(toy_space, strategy: str, kwargs: dict, seed: int) -> None:
+    predictor = get_predictor("flops") if get_strategy(strategy).needs_predictor else None
+    r = search(strategy, toy_space, predictor=predictor, seed=seed, **kwargs)
+    best_row, best = toy_space.optimum
+    assert r.row == best_row and r.true == pytest.approx(best)
+    assert r.arch == "16-16-5"
+    assert r.flops == toy_space.column("flops")[best_row]
+
+
+def test_a_tight_budget_does_not_find_it_by_luck(toy_space) -> None:
+    # random search with 3 queries on 27 rows misses the optimum for most seeds: the test above can fail
+    hits = sum(search("random", toy_space, budget=Budget(queries=3), seed=s).arch == "16-16-5" for s in range(20))
+    assert hits < 10
+
+
+@pytest.mark.parametrize("queries", [0, 1, 7, 17])
+def test_queries_counted_exactly(toy_space, queries: int) -> None:
+    r = search("rea", toy_space, budget=Budget(queries=queries), seed=3, options={"population": 5, "sample": 2})
+    assert r.n_queries == queries
+    t = r.trajectory
+    assert t.height == queries  # one event per distinct query
+    assert t["row"].n_unique() == queries
+    assert t["n_queries"].to_list() == list(range(1, queries + 1))
+    if queries:
+        assert t["value"].to_list() == pytest.approx(toy_space.labels[t["row"].to_numpy()].tolist())
+
+
+def test_predictor_calls_counted_exactly(toy_space) -> None:
+    p = CountingPredictor()
+    r = search("guided", toy_space, predictor=p, budget=Budget(queries=4, predictor_calls=13), seed=0,
+               options={"n_initial": 5, "parents": 2, "children": 4})
+    # every architecture handed to the predictor during the search is one call, none twice
+    # (the answer's prediction, printed afterwards, is not a search step)
+    during = p.seen[: r.n_predictor_calls]
+    assert r.n_predictor_calls == 13 == len(set(during))
+    r = search("naswot", toy_space, predictor=CountingPredictor(), budget=Budget(queries=0), seed=0, options={"n_candidates": 9})
+    assert (r.n_predictor_calls, r.n_queries) == (9, 0)
+
+
+def test_budgets_are_hard(toy_space) -> None:
+    ctx = SearchContext(toy_space, budget=Budget(queries=2, predictor_calls=3), predictor=get_predictor("flops"))
+    ctx.query(0)
+    ctx.query(0)  # already trained: free
+    ctx.query(1)
+    with pytest.raises(BudgetExhausted):
+        ctx.query(2)
+    ctx.predict([0, 1])
+    with pytest.raises(BudgetExhausted):
+        ctx.predict([2, 3])  # 2 new > 1 left: refused before any work
+    assert (ctx.n_queries, ctx.n_predictor_calls) == (2, 2)
+    with pytest.raises(InvalidArgumentError):
+        Budget(queries=-1)
+
+
+def test_naswot_needs_a_predictor(toy_space) -> None:
+    with pytest.raises(InvalidArgumentError, match="needs a predictor"):
+        search("naswot", toy_space)
+
+
+@pytest.mark.parametrize("mode", ["hard", "penalty"])
+def test_constraint_finds_the_constrained_optimum(toy_space, mode: str) -> None:
+    lat = toy_space.column("latency")
+    limit = float(np.quantile(lat, 0.4))
+    opt_row, opt = toy_space.constrained_optimum("latency", limit)
+    assert opt < toy_space.optimum[1]
+    c = Constraint("latency", limit, mode=mode, source="table", weight=1e3)
+    r = search("random", toy_space, budget=Budget(queries=27), constraint=c, seed=0)
+    assert r.row == opt_row and r.cost_true <= limit
+    # a fitted latency predictor as the estimate: same answer on this easy table
+    lp = get_predictor("latency", alpha=1e-6).fit(toy_space.graphs_for(range(27)), lat)
+    c = Constraint("latency", limit, mode=mode, predictor=lp, weight=1e3)
+    r = search("area", toy_space, predictor=get_predictor("flops"), budget=Budget(queries=27), constraint=c, seed=1,
+               options={"n_candidates": 27})
+    assert r.row == opt_row
+
+
+def test_refit_fits_the_predictor_on_queries(toy_space) -> None:
+    r = search("guided", toy_space, predictor=get_predictor("flops"), budget=Budget(queries=12, predictor_calls=200), seed=0,
+               refit="fit", options={"n_initial": 6, "parents": 2, "children": 5, "queries_per_generation": 2, "refit_every": 4})
+    assert r.n_refits >= 1 and r.n_queries == 12
+    # fitted: predictions are on the label's scale
+    assert r.predicted == pytest.approx(r.true, abs=0.5)
+
+
+def test_mutation_neighbours_differ_in_one_element(toy_space) -> None:
+    rng = np.random.default_rng(0)
+    for row in range(len(toy_space)):
+        nb = toy_space.neighbours(row)
+        assert nb.size == 6  # 3 positions x 2 other values
+        a = toy_space.archs[row].split("-")
+        for n in nb:
+            assert sum(x != y for x, y in zip(a, toy_space.archs[int(n)].split("-"))) == 1
+        assert toy_space.mutate(row, rng) in set(nb.tolist())
