@@ -199,3 +199,15 @@ def test_process_work_pool_worker_runs_the_deployment(tmp_path: Path, prefect_se
         state = client.read_flow_run(run.id).state
     assert state.is_completed(), state
     assert (tmp_path / "data" / "nb101.parquet").is_file()
+
+
+def test_search_flow_runs_one_mapped_task_per_seed(tmp_path: Path, prefect_server: str) -> None:
+    from napbench.datasets import build
+    from napbench.flows.search import search
+
+    root = tmp_path / "data"
+    build("nb201", root, limit=60, progress=False)
+    out = search("random", seeds=(0, 1), family="nb201", queries=20, root=str(root))
+    assert [r["seed"] for r in out] == [0, 1]
+    for r in out:  # a random search of 20 queries returns a real row of the built table with its true label
+        assert r["strategy"] == "random" and r["family"] == "nb201" and 0.0 < r["true"] <= 100.0
