@@ -533,6 +533,7 @@ def to_torch(
     device: str | torch.device | None = None,
     dtype: torch.dtype | None = None,
     check: bool = True,
+    memo: dict[tuple[str, tuple[int, ...]], nn.Module] | None = None,
 ) -> GraphNet:
     """Build a runnable :class:`GraphNet` from any valid computation graph.
 
@@ -543,6 +544,10 @@ def to_torch(
         device, dtype: where and in which float type to build (``"meta"``: nothing allocated).
         check: run the network once on the ``meta`` device and compare every node's output
             shape with the graph's (cheap; nothing is computed).
+        memo: a dict shared across calls: nodes with the same structure (label and padding)
+            reuse one module from it, so their weights are tied. For feature extractors that
+            supply every weight themselves (``torch.func.functional_call``), e.g. the Fourier
+            predictor; it makes building a graph's network nearly free.
 
     Raises:
         InvalidGraphError: an op the executor cannot run (the message lists the supported
@@ -560,7 +565,15 @@ def to_torch(
         )
     dev = torch.device(device) if device is not None else torch.device("cpu")
     with torch.device("meta"):  # build without allocating or initialising, check, then materialise
-        modules = {str(i): OP_BUILDERS[n.op](n) for i, n in enumerate(graph.nodes) if i}
+        if memo is None:
+            modules = {str(i): OP_BUILDERS[n.op](n) for i, n in enumerate(graph.nodes) if i}
+        else:
+            modules = {}
+            for i, n in enumerate(graph.nodes[1:], 1):
+                key = (n.label(), n.padding)
+                if key not in memo:
+                    memo[key] = OP_BUILDERS[n.op](n)
+                modules[str(i)] = memo[key]
         net = GraphNet(graph, modules)
     if check:
         check_shapes(net)
