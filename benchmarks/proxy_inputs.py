@@ -5,7 +5,7 @@ built once by the family's torch builder (weights under ``torch.manual_seed(seed
 proxy is computed on it with the two input sources of :mod:`napbench.zoo.proxies`
 (``gaussian``, ``images``) at the same batch size and seed. ``synflow`` takes an all-ones
 input and so is computed once. Writes one CSV row per network (``--out``/values_<family>.csv,
-rewritten atomically every 25 networks, so a killed run keeps its rows) and prints the SRCC of
+rewritten atomically every 5 networks, so a killed run keeps its rows) and prints the SRCC of
 each proxy with the label, per source, plus the rank vote of all proxies.
 
     nice -n 10 python benchmarks/proxy_inputs.py --family nb201 --n 300 --batch-size 32
@@ -78,7 +78,7 @@ def run(family: str, n: int, *, batch_size: int, input_size: int, seed: int, out
                     v = float("nan")
                 row[f"{p}:{src}"] = v
         rows.append(row)
-        if (k + 1) % 25 == 0:
+        if (k + 1) % 5 == 0:
             _write(path, rows)
             print(f"{family}: {k + 1}/{len(archs)} networks, {time.perf_counter() - t0:.0f} s", flush=True)
     _write(path, rows)

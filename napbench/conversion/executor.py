@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -41,7 +42,7 @@ from torch import Tensor, nn
 from napbench.conversion.graph import CompGraph, Node
 from napbench.errors import InvalidArgumentError, InvalidGraphError
 
-__all__ = ["GraphNet", "INITS", "OP_BUILDERS", "register_op", "supported_ops", "to_torch"]
+__all__ = ["INITS", "OP_BUILDERS", "GraphNet", "register_op", "supported_ops", "to_torch"]
 
 Builder = Callable[[Node], nn.Module]
 #: vocabulary op -> builder of the module that computes one node of that op
@@ -198,7 +199,7 @@ class _BatchNorm(nn.modules.batchnorm._BatchNorm):
         if not shift:
             self.register_parameter("bias", None)
 
-    def _check_input_dim(self, input: Tensor) -> None:  # noqa: A002 - torch's signature
+    def _check_input_dim(self, input: Tensor) -> None:
         if input.dim() < 2:
             raise InvalidGraphError(f"batch norm got a {input.dim()}-d tensor; expected (batch, C, ...)")
 

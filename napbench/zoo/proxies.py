@@ -91,8 +91,8 @@ from napbench.errors import InvalidArgumentError, NumericalError, UnknownNameErr
 __all__ = [
     "INPUT_SOURCES",
     "compute_proxies",
-    "graph_network",
     "compute_proxy",
+    "graph_network",
     "list_proxies",
     "make_inputs",
     "rank_vote",

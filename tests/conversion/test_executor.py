@@ -56,7 +56,7 @@ def test_every_vocabulary_op_has_a_builder_except_input_and_unknown() -> None:
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
-def test_golden_op_cases(case) -> None:  # noqa: ANN001 - GoldenCase
+def test_golden_op_cases(case) -> None:
     g = from_torch(case.torch(), case.input_shape)
     _check(g)
 
@@ -80,7 +80,7 @@ def test_every_family(family: str) -> None:
     fam = get_family(family)
     for arch in fam.sample(2 if family == "nb201" else 1, seed=3):
         g = fam.build_cg(arch)
-        c, h, w = g.input_shape
+        _, h, w = g.input_shape
         _check(g, real=h * w <= _REAL_FORWARD_MAX_PIXELS)
 
 

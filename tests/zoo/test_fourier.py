@@ -92,7 +92,7 @@ def test_soft_rank_matches_ordinal_ranks_in_the_hard_limit() -> None:
     assert torch.allclose(symlog(torch.tensor([-(np.e - 1), 0.0, np.e - 1])), torch.tensor([-1.0, 0.0, 1.0]))
 
 
-def test_registered_fits_and_checkpoint_round_trip_gives_identical_scores(tmp_path) -> None:  # noqa: ANN001
+def test_registered_fits_and_checkpoint_round_trip_gives_identical_scores(tmp_path) -> None:
     from napbench.datasets import get_family
 
     assert "fourier" in list_predictors()

@@ -40,8 +40,8 @@ def test_natural_images_any_input_shape(shape: tuple[int, int, int]) -> None:
 
 
 def test_make_inputs_sources() -> None:
-    xg, yg = make_inputs((3, 8, 8), 10, batch_size=4, seed=0)
-    xi, yi = make_inputs((3, 8, 8), 10, batch_size=4, seed=0, source="images")
+    xg, _ = make_inputs((3, 8, 8), 10, batch_size=4, seed=0)
+    xi, _ = make_inputs((3, 8, 8), 10, batch_size=4, seed=0, source="images")
     assert xg.shape == xi.shape and not torch.equal(xg, xi)
     gen = torch.Generator().manual_seed(0)
     assert torch.equal(xg, torch.randn((4, 3, 8, 8), generator=gen))  # the Gaussian stream is unchanged
@@ -85,7 +85,7 @@ def test_zero_cost_predictor_executor_on_a_family_graph() -> None:
     assert list(np.argsort(s)) == list(np.argsort(b))
 
 
-def test_cli_predict_zero_cost_on_an_onnx_model(tmp_path, capsys) -> None:  # noqa: ANN001 - pytest fixtures
+def test_cli_predict_zero_cost_on_an_onnx_model(tmp_path, capsys) -> None:
     path = tmp_path / "res.onnx"
     torch.onnx.export(refnets.torch_residual().eval(), torch.zeros(1, 3, 32, 32), str(path), dynamo=False)
     assert main(["predict", "zc:naswot", str(path), "--quiet"]) == 0
@@ -95,7 +95,7 @@ def test_cli_predict_zero_cost_on_an_onnx_model(tmp_path, capsys) -> None:  # no
 
 
 @pytest.mark.tf
-def test_cli_predict_zero_cost_on_a_keras_model(tmp_path, capsys) -> None:  # noqa: ANN001 - pytest fixtures
+def test_cli_predict_zero_cost_on_a_keras_model(tmp_path, capsys) -> None:
     pytest.importorskip("keras")
     path = tmp_path / "res.keras"
     refnets.keras_residual().save(path)
