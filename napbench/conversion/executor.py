@@ -211,9 +211,15 @@ class _BatchNorm(nn.modules.batchnorm._BatchNorm):
             nn.init.zeros_(self.bias)
 
 
+_STOCK_BN = {1: nn.BatchNorm1d, 2: nn.BatchNorm1d, 3: nn.BatchNorm2d, 4: nn.BatchNorm3d}
+
+
 @register_op("bn")
 def _bn(node: Node) -> nn.Module:
-    return _BatchNorm(node.input_shapes[0][0], scale=bool(node.weight_shape), shift=node.bias)
+    shp = node.input_shapes[0]
+    if node.weight_shape and node.bias and len(shp) in _STOCK_BN:  # the stock layer: torch.fx keeps it a leaf
+        return _STOCK_BN[len(shp)](shp[0])
+    return _BatchNorm(shp[0], scale=bool(node.weight_shape), shift=node.bias)
 
 
 class _LayerNorm(_Op):

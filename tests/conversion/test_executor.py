@@ -195,3 +195,20 @@ def test_proxies_on_executor_agree_with_family_builder() -> None:
         b = compute_proxies(names, net, fam.input_shape, fam.num_classes, **kw)
     for n in names:
         assert b[n] == pytest.approx(a[n], rel=1e-3, abs=1e-6), n
+
+
+def test_executor_networks_trace_with_torch_fx_for_overflow_safe_synflow() -> None:
+    """synflow's log-scaled fallback (torch.fx) runs on executor networks and agrees with the float64 pass."""
+    import copy
+
+    from napbench.zoo.proxies import _synflow_log_scaled, compute_proxy
+
+    g = from_torch(refnets.torch_residual(), refnets.INPUT_SHAPE_CHW)
+    net = to_torch(g)
+    direct = compute_proxy("synflow", net, refnets.INPUT_SHAPE_CHW, 10, batch_size=2)
+    absnet = copy.deepcopy(net).double().eval()
+    with torch.no_grad():
+        for t in [*absnet.parameters(), *absnet.buffers()]:
+            t.abs_()
+    logged = _synflow_log_scaled(absnet, torch.ones(1, *refnets.INPUT_SHAPE_CHW, dtype=torch.float64))
+    assert logged == pytest.approx(direct, rel=1e-9)
