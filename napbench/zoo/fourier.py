@@ -292,7 +292,7 @@ class FourierPredictor(Predictor):
             self.feat_mean = f.mean(0)
             self.feat_std = f.std(0).clamp_min(1e-3)
         opt = torch.optim.Adam(self.parameters(), lr=self.lr)
-        yt = torch.as_tensor(y, dtype=torch.float32)
+        yt = torch.tensor(np.asarray(y, dtype=np.float32))
         t0 = time.perf_counter()
         self.train()
         for _ in tqdm(range(epochs), desc="fourier", unit="epoch", disable=not progress):
