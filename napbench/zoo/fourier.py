@@ -226,7 +226,7 @@ class FourierPredictor(Predictor):
 
     def _weights(self, net: nn.Module, kernels: dict[tuple[int, ...], Tensor]) -> dict[str, Tensor]:
         out: dict[str, Tensor] = {}
-        for name, p in [*net.named_parameters(), *net.named_buffers()]:
+        for name, p in [*net.named_parameters(remove_duplicate=False), *net.named_buffers(remove_duplicate=False)]:
             shp = tuple(p.shape)
             leaf = name.rsplit(".", 1)[-1]
             if leaf == "weight" and len(shp) >= 2:
@@ -254,13 +254,13 @@ class FourierPredictor(Predictor):
         net.train()
         weights = self._weights(net, kernels)
         try:
-            y = torch.func.functional_call(net, weights, (self._batch(small),), strict=False)
+            y = torch.func.functional_call(net, weights, (self._batch(small),), strict=False, tie_weights=False)
         except RuntimeError:
             if small == shape:
                 raise
             rec.weighted.clear()
             rec.all.clear()
-            y = torch.func.functional_call(net, weights, (self._batch(shape),), strict=False)
+            y = torch.func.functional_call(net, weights, (self._batch(shape),), strict=False, tie_weights=False)
         if isinstance(y, tuple):
             y = y[0]
         y = y.reshape(y.shape[0], -1)
