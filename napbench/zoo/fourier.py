@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from typing import Any
 
 import numpy as np
@@ -274,9 +275,20 @@ class FourierPredictor(Predictor):
             raise NumericalError(f"fourier: graph {g.meta.get('arch') or g.meta.get('name') or ''} gave non-finite features")
         return f
 
-    def _feature_matrix(self, graphs: list[CompGraph]) -> Tensor:
+    def _feature_matrix(self, graphs: list[CompGraph], bad: list[int] | None = None) -> Tensor:
+        """Features of ``graphs``; a graph whose features are undefined (non-finite) gets zeros
+        and its position is appended to ``bad`` (raises when ``bad`` is None)."""
         kernels: dict[tuple[int, ...], Tensor] = {}
-        return torch.stack([self.features(g, kernels) for g in graphs])
+        rows = []
+        for i, g in enumerate(graphs):
+            try:
+                rows.append(self.features(g, kernels))
+            except NumericalError:
+                if bad is None:
+                    raise
+                bad.append(i)
+                rows.append(torch.zeros(self.n_features))
+        return torch.stack(rows)
 
     def _scores(self, feats: Tensor) -> Tensor:
         return self.mlp((feats - self.feat_mean) / self.feat_std).squeeze(-1)
@@ -344,11 +356,23 @@ class FourierPredictor(Predictor):
     def _raw(self, graphs: list[CompGraph], progress: bool = False) -> np.ndarray:
         from tqdm.auto import tqdm
 
-        out = []
+        out, bad = [], []
         with torch.no_grad():
             for b in tqdm(range(0, len(graphs), 256), desc="fourier", unit="batch", disable=not progress):
-                out.append(self._scores(self._feature_matrix(graphs[b : b + 256])).double().numpy())
-        return np.concatenate(out) if out else np.zeros(0)
+                found: list[int] = []
+                out.append(self._scores(self._feature_matrix(graphs[b : b + 256], found)).double().numpy())
+                bad += [b + i for i in found]
+        s = np.concatenate(out) if out else np.zeros(0)
+        if bad:
+            if len(bad) == len(s):
+                raise NumericalError(f"fourier: features are undefined for all {len(s)} graphs; expected finite activations")
+            warnings.warn(f"fourier: features undefined (non-finite activations) for {len(bad)} of {len(s)} graphs; "
+                          "ranking them below the rest", stacklevel=3)
+            ok = np.ones(len(s), dtype=bool)
+            ok[bad] = False
+            lo = float(s[ok].min())
+            s[bad] = lo - 1.0 - abs(lo)
+        return s
 
     def score(self, graphs: GraphsLike, *, progress: bool = False) -> np.ndarray:
         """The raw score of each graph (higher = predicted better)."""
