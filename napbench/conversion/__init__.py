@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from napbench.conversion.builder import GraphBuilder, canon_shape
+from napbench.conversion.executor import to_torch
 from napbench.conversion.frontends import convert, list_frontends, register_frontend
 from napbench.conversion.graph import CompGraph, Node
 from napbench.conversion.storage import read_graphs, scan_graphs, write_graphs
@@ -43,5 +44,5 @@ def from_onnx(path_or_model: Any, **kw: Any) -> CompGraph:
 __all__ = [
     "CONVERTER_VERSION", "OPS", "VOCAB_VERSION", "CompGraph", "GraphBuilder", "Node", "canon_shape", "convert",
     "from_keras", "from_onnx", "from_torch", "list_frontends", "read_graphs", "register_frontend", "scan_graphs",
-    "write_graphs",
+    "to_torch", "write_graphs",
 ]

@@ -121,19 +121,22 @@ def _registered() -> list[str]:
 def cmd_predict(args: argparse.Namespace) -> int:
     """Predict the accuracy of one model with a checkpoint."""
     from napbench.conversion import convert
-    from napbench.zoo import load
+    from napbench.zoo import get_predictor, list_predictors, load
 
+    # a training-free predictor name (zc:naswot, flops) scores the model directly: proxies run it via the CG executor
     spec = args.checkpoint
     if args.hub and not spec.startswith("hf://"):
         spec = "hf://" + spec
-    predictor = load(spec)
+    is_name = not args.hub and spec in list_predictors() and not Path(spec).exists()
+    predictor = get_predictor(spec) if is_name else load(spec)
     g = convert(args.model, input_shape=args.input_shape, allow_unknown=args.allow_unknown)
     value = float(predictor.predict([g])[0])
     fit = predictor.training_info.get("fit") or {}
     fams = ", ".join(fit.get("families") or []) or "unknown families"
+    how = f"trained on {fams}" if fit or not is_name else "training-free score"
     print(f"{value:.4f}")
     if not args.quiet:
-        print(f"({predictor.predictor_name} trained on {fams}; {len(g.nodes)} nodes, {g.flops:,} MACs, {g.params:,} params)")
+        print(f"({predictor.predictor_name} {how}; {len(g.nodes)} nodes, {g.flops:,} MACs, {g.params:,} params)")
     return 0
 
 
@@ -202,7 +205,8 @@ def add_parsers(sub: Any) -> None:
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("predict", help="predict a model's accuracy with a checkpoint")
-    p.add_argument("checkpoint", help="checkpoint folder (or a Hub repo id as hf://owner/name, or with --hub)")
+    p.add_argument("checkpoint", help="checkpoint folder (or a Hub repo id as hf://owner/name, or with --hub), "
+                   "or a training-free predictor (zc:naswot, flops)")
     p.add_argument("model", type=model_source,
                    help="an .onnx file, a .keras/.h5 file or SavedModel dir, or a torch 'module:callable'")
     p.add_argument("--hub", action="store_true", help="CHECKPOINT is a Hugging Face Hub repo id (owner/name)")

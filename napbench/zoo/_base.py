@@ -430,6 +430,7 @@ def _ensure_loaded() -> None:
         _LOADED = True  # set first: hooks (in this thread) may read the registry
         try:
             import napbench.zoo.baselines  # noqa: F401  (registers flops, params and the zc:* hook)
+            import napbench.zoo.fourier  # noqa: F401  (registers fourier)
             import napbench.zoo.kgnn  # noqa: F401  (registers kgnn)
 
             for hook in list(_PLUGINS):

@@ -18,8 +18,14 @@ unfitted baseline predicts the raw score.
 
 Zero-cost predictors rebuild each network from the graph's ``family`` / ``arch`` metadata
 (``get_family(family).build_torch(arch)`` on the CPU, weights drawn under ``torch.manual_seed
-(seed)``), feed seeded Gaussian inputs of the family's input shape and cache every value per
-``(family, arch)`` in a :class:`ProxyCache` (which clones share). ``input_size`` caps the
+(seed)``), feed seeded inputs of the family's input shape (``inputs``: ``"gaussian"`` or
+``"images"``, see :mod:`napbench.zoo.proxies`) and cache every value per ``(family, arch)`` in a
+:class:`ProxyCache` (which clones share). ``network`` chooses how the network is made:
+``"auto"`` (default) uses the family's torch builder and, for a graph without family metadata
+(a user's ONNX/Keras model) or a family without a builder, runs the graph itself through the
+CG executor (:func:`napbench.conversion.to_torch`; such values are cached per canonical hash
+and use the graph's own input shape, so ``input_size`` does not apply); ``"executor"`` always
+runs the graph; ``"builder"`` always rebuilds from the family. ``input_size`` caps the
 spatial size of the inputs (``H, W -> min(H, input_size), min(W, input_size)``; None keeps
 the family's own): TransNAS-Bench networks take 256x256 inputs, which makes proxies slow on
 a CPU, and ``input_size=64`` keeps them tractable while leaving the 32x32 NAS-Bench families
@@ -54,6 +60,10 @@ from napbench.zoo._base import (
 )
 
 VOTE = "vote"
+#: how a zero-cost predictor gets each network (see the module docstring)
+NETWORKS = ("auto", "builder", "executor")
+#: cache-key family of graphs run through the executor (keyed by canonical hash)
+_CG = "<cg>"
 
 
 def monotone_linear_fit(score: np.ndarray, y: np.ndarray) -> tuple[float, float]:
@@ -163,9 +173,18 @@ class ZeroCostPredictor(LinearScorePredictor):
         seed: int = 0,
         cache: ProxyCache | None = None,
         threads: int | None = 1,
+        inputs: str = "gaussian",
+        network: str = "auto",
     ) -> None:
         super().__init__()
-        from napbench.zoo.proxies import list_proxies
+        from napbench.zoo.proxies import INPUT_SOURCES, list_proxies
+
+        if inputs not in INPUT_SOURCES:
+            raise UnknownNameError("proxy input source", str(inputs), list(INPUT_SOURCES))
+        if network not in NETWORKS:
+            raise UnknownNameError("proxy network", str(network), list(NETWORKS))
+        self.inputs = inputs
+        self.network = network
 
         valid = [*list_proxies(), VOTE]
         if proxy not in valid:
@@ -199,18 +218,36 @@ class ZeroCostPredictor(LinearScorePredictor):
         return list_proxies() if self.proxy == VOTE else [self.proxy]
 
     def _key(self, family: str, arch: str, proxy: str) -> tuple[Any, ...]:
-        return (family, arch, proxy, self.input_size, self.batch_size, self.seed)
+        return (family, arch, proxy, self.input_size, self.batch_size, self.seed, self.inputs, self.network)
 
-    def _compute(self, family: str, arch: str, proxies: list[str]) -> None:
+    def _compute(self, family: str, arch: str, proxies: list[str], graph: Any = None) -> None:
         from napbench.datasets import get_family
 
-        fam = get_family(family)
-        c, h, w = fam.arch_input_shape(arch)
-        shape = (c, min(h, self.input_size), min(w, self.input_size)) if self.input_size else (c, h, w)
-        with seeded_torch(self.seed):
-            model = fam.build_torch(arch)
+        fam = None
+        if family != _CG and self.network != "executor":
+            try:
+                fam = get_family(family)
+            except UnknownNameError:
+                if self.network == "builder" or graph is None:
+                    raise
+        if fam is not None:
+            c, h, w = fam.arch_input_shape(arch)
+            shape = (c, min(h, self.input_size), min(w, self.input_size)) if self.input_size else (c, h, w)
+            try:
+                with seeded_torch(self.seed):
+                    model = fam.build_torch(arch)
+            except NotImplementedError:
+                if self.network == "builder" or graph is None:
+                    raise
+            else:
+                with torch_threads(self.threads):
+                    self._run_proxies(family, arch, model, shape, fam.num_classes, proxies)
+                return
+        from napbench.zoo.proxies import graph_network
+
         with torch_threads(self.threads):
-            self._run_proxies(family, arch, model, shape, fam.num_classes, proxies)
+            model, shape, num_classes = graph_network(graph(), seed=self.seed)
+            self._run_proxies(family, arch, model, shape, num_classes, proxies)
 
     def _run_proxies(self, family: str, arch: str, model: Any, shape: tuple[int, int, int], num_classes: int,
                      proxies: list[str]) -> None:
@@ -218,7 +255,8 @@ class ZeroCostPredictor(LinearScorePredictor):
 
         for p in proxies:
             try:
-                value: float | None = compute_proxy(p, model, shape, num_classes, batch_size=self.batch_size, seed=self.seed)
+                value: float | None = compute_proxy(p, model, shape, num_classes, batch_size=self.batch_size, seed=self.seed,
+                                                    inputs=self.inputs)
             except NumericalError:
                 value = None
             self.cache.values[self._key(family, arch, p)] = value
@@ -228,15 +266,28 @@ class ZeroCostPredictor(LinearScorePredictor):
         from tqdm.auto import tqdm
 
         keys = graph_keys(graphs)
+        decoded: list[Any] = []
+
+        def graph_at(i: int) -> Any:
+            if not decoded:
+                decoded.append(graphs.graphs if hasattr(graphs, "table") and hasattr(graphs, "graphs") else graphs)
+            return decoded[0][i]
+
+        where: dict[tuple[str, str], int] = {}
         for i, (fam, arch) in enumerate(keys):
-            if not fam or not arch:
-                raise InvalidArgumentError(
-                    f"graph {i} has no family/arch metadata; expected graphs of a napbench family "
-                    f"({self.predictor_name} rebuilds the torch network from them)"
-                )
+            if not fam or not arch or self.network == "executor":
+                if self.network == "builder":
+                    raise InvalidArgumentError(
+                        f"graph {i} has no family/arch metadata; expected graphs of a napbench family "
+                        f"({self.predictor_name} with network='builder' rebuilds the torch network from them)"
+                    )
+                keys[i] = (_CG, graph_at(i).canonical_hash)
+            where.setdefault(keys[i], i)
         todo = list(dict.fromkeys(k for k in keys if any(self._key(*k, p) not in self.cache.values for p in self.proxies)))
         for fam, arch in tqdm(todo, desc=self.predictor_name, unit="net", disable=not progress):
-            self._compute(fam, arch, [p for p in self.proxies if self._key(fam, arch, p) not in self.cache.values])
+            i = where[(fam, arch)]
+            self._compute(fam, arch, [p for p in self.proxies if self._key(fam, arch, p) not in self.cache.values],
+                          lambda i=i: graph_at(i))
         out = {}
         for p in self.proxies:
             vals = [self.cache.values[self._key(f, a, p)] for f, a in keys]

@@ -2,13 +2,22 @@
 
 Inputs
 ------
-No image data is downloaded. Every proxy sees the same synthetic batch from
-:func:`make_inputs`: ``x ~ N(0, 1)`` of shape ``(batch_size, *input_shape)`` and targets
-``y`` uniform over ``range(num_classes)``, both drawn, in that order, from a CPU
-``torch.Generator`` seeded with ``seed`` (then moved to the model's device and dtype). The
-data-dependent proxies therefore measure the network on Gaussian noise with random labels;
-``synflow`` (an all-ones input) and ``nasi`` (proved label- and data-agnostic by Shu et al.,
-2022) are data-agnostic by design.
+No image data is downloaded. Every proxy sees the same batch from :func:`make_inputs`, from
+one of the input sources of :data:`INPUT_SOURCES`:
+
+* ``"gaussian"``: ``x ~ N(0, 1)`` of shape ``(batch_size, *input_shape)`` and targets ``y``
+  uniform over ``range(num_classes)``, both drawn, in that order, from a CPU
+  ``torch.Generator`` seeded with ``seed``;
+* ``"images"``: ``x`` a seeded batch of normalised natural-image patches cut from the
+  photographs that ship with scikit-image (:func:`napbench.zoo._images.natural_images`), and
+  ``y`` drawn from the seeded generator as above (no real labels exist for them).
+
+The batch is then moved to the model's device and dtype. ``synflow`` (an all-ones input) and
+``nasi`` (proved label- and data-agnostic by Shu et al., 2022) are data-agnostic by design.
+
+Any computation graph gets proxies too: :func:`graph_network` builds its network with the
+CG executor (:func:`napbench.conversion.to_torch`), so a user's ONNX or Keras model, or a
+family without a torch builder, is scored like a hand-written torch network.
 
 Contract
 --------
@@ -80,8 +89,10 @@ from torch import Tensor, nn
 from napbench.errors import InvalidArgumentError, NumericalError, UnknownNameError
 
 __all__ = [
+    "INPUT_SOURCES",
     "compute_proxies",
     "compute_proxy",
+    "graph_network",
     "list_proxies",
     "make_inputs",
     "rank_vote",
@@ -153,19 +164,56 @@ def _check_args(input_shape: Any, num_classes: Any, batch_size: Any, seed: Any) 
     return tuple(int(s) for s in shape), int(num_classes), int(batch_size)  # type: ignore[return-value]
 
 
-def make_inputs(
-    input_shape: tuple[int, int, int], num_classes: int, *, batch_size: int = 32, seed: int = 0
-) -> tuple[Tensor, Tensor]:
-    """The proxies' synthetic batch: ``x ~ N(0, 1)`` (float32, CPU) and integer targets ``y``.
+def _gaussian(shape: tuple[int, ...], batch_size: int, gen: torch.Generator, seed: int) -> Tensor:
+    return torch.randn((batch_size, *shape), generator=gen)
 
-    Drawn in this order from ``torch.Generator().manual_seed(seed)``:
-    ``x = randn((batch_size, *input_shape))``, then ``y = randint(0, num_classes, (batch_size,))``.
+
+def _images(shape: tuple[int, ...], batch_size: int, gen: torch.Generator, seed: int) -> Tensor:
+    from napbench.zoo._images import natural_images
+
+    return natural_images(shape, batch_size, seed=seed)  # type: ignore[arg-type]
+
+
+#: input source name -> ``fn(input_shape, batch_size, generator, seed) -> x``
+INPUT_SOURCES: dict[str, Callable[[tuple[int, ...], int, torch.Generator, int], Tensor]] = {
+    "gaussian": _gaussian,
+    "images": _images,
+}
+
+
+def make_inputs(
+    input_shape: tuple[int, int, int], num_classes: int, *, batch_size: int = 32, seed: int = 0, source: str = "gaussian"
+) -> tuple[Tensor, Tensor]:
+    """The proxies' batch ``x`` (float32, CPU) from input ``source`` and integer targets ``y``.
+
+    ``torch.Generator().manual_seed(seed)`` draws, in this order, ``x`` (for ``"gaussian"``:
+    ``randn((batch_size, *input_shape))``; ``"images"`` draws its patches from its own seeded
+    generator) and then ``y = randint(0, num_classes, (batch_size,))``.
     """
     shape, num_classes, batch_size = _check_args(input_shape, num_classes, batch_size, seed)
+    if source not in INPUT_SOURCES:
+        raise UnknownNameError("proxy input source", str(source), list(INPUT_SOURCES))
     gen = torch.Generator().manual_seed(int(seed))
-    x = torch.randn((batch_size, *shape), generator=gen)
+    x = INPUT_SOURCES[source](shape, batch_size, gen, int(seed))
     y = torch.randint(0, num_classes, (batch_size,), generator=gen)
     return x, y
+
+
+def graph_network(graph: Any, *, seed: int = 0, init: str = "default") -> tuple[nn.Module, tuple[int, int, int], int]:
+    """The network of any computation graph (CG executor), its input shape and its class count.
+
+    The CG must take a ``(C, H, W)`` input and end in one ``(num_classes,)`` output.
+    """
+    from napbench.conversion import to_torch
+
+    shape = tuple(graph.input_shape)
+    outs = [graph.nodes[o].output_shape for o in graph.outputs]
+    if len(shape) != 3 or len(outs) != 1 or len(outs[0]) != 1:
+        raise InvalidArgumentError(
+            f"graph {graph.meta.get('name') or graph.meta.get('arch') or ''} takes {shape} and returns {outs}; "
+            "proxies expected one (C, H, W) input and one (num_classes,) output"
+        )
+    return to_torch(graph, seed=seed, init=init), shape, int(outs[0][0])  # type: ignore[return-value]
 
 
 # -- driver -------------------------------------------------------------------------------
@@ -217,15 +265,16 @@ def compute_proxies(
     *,
     batch_size: int = 32,
     seed: int = 0,
+    inputs: str = "gaussian",
 ) -> dict[str, float]:
-    """Compute several proxies on the same synthetic batch; unknown names fail before any work."""
+    """Compute several proxies on the same batch (from input source ``inputs``); unknown names fail before any work."""
     if isinstance(names, str):
         raise InvalidArgumentError(f"names is the string {names!r}; expected an iterable of proxy names, e.g. [{names!r}]")
     names = list(names)
     proxies = [_get(n) for n in names]
     if not isinstance(model, nn.Module):
         raise InvalidArgumentError(f"model is a {type(model).__name__}; expected a torch.nn.Module")
-    x, y = make_inputs(input_shape, num_classes, batch_size=batch_size, seed=seed)
+    x, y = make_inputs(input_shape, num_classes, batch_size=batch_size, seed=seed, source=inputs)
     device, dtype = _model_device_dtype(model)
     x, y = x.to(device=device, dtype=dtype), y.to(device)
     return {p.name: _run(p, model, x, y, int(num_classes), int(seed)) for p in proxies}
@@ -239,9 +288,10 @@ def compute_proxy(
     *,
     batch_size: int = 32,
     seed: int = 0,
+    inputs: str = "gaussian",
 ) -> float:
     """Compute proxy ``name`` (see :func:`list_proxies`) for ``model`` at its current weights."""
-    return compute_proxies([name], model, input_shape, num_classes, batch_size=batch_size, seed=seed)[name]
+    return compute_proxies([name], model, input_shape, num_classes, batch_size=batch_size, seed=seed, inputs=inputs)[name]
 
 
 # -- helpers ------------------------------------------------------------------------------

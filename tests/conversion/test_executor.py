@@ -1,0 +1,214 @@
+"""The CG executor: every op, every family, the reference networks; round trips and proxies."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from napbench.conversion import from_torch, to_torch
+from napbench.conversion.executor import INITS, OP_BUILDERS, GraphNet, supported_ops
+from napbench.conversion.graph import CompGraph, Node
+from napbench.conversion.vocab import OPS
+from napbench.errors import InvalidArgumentError, InvalidGraphError
+from tests.conversion import refnets
+from tests.conversion.golden_ops import CASES
+
+#: families whose networks are small enough for a real CPU forward in a unit test
+_REAL_FORWARD_MAX_PIXELS = 64 * 64
+
+
+def _out_shape(g: CompGraph) -> tuple[int, ...]:
+    return g.nodes[g.outputs[0]].output_shape
+
+
+def _n_params(net: nn.Module) -> int:
+    return sum(p.numel() for p in net.parameters())
+
+
+def _roundtrip_hash(g: CompGraph) -> str:
+    return from_torch(to_torch(g, device="meta", init="none"), g.input_shape).canonical_hash
+
+
+def _check(g: CompGraph, *, real: bool = True) -> None:
+    net = to_torch(g, seed=1)
+    assert isinstance(net, GraphNet)
+    assert _n_params(net) == g.params
+    if real:
+        net.eval()
+        with torch.no_grad():
+            y = net(torch.randn(2, *g.input_shape))
+        assert tuple(y.shape) == (2, *_out_shape(g))
+        assert torch.isfinite(y).all()
+    else:
+        meta = to_torch(g, device="meta", init="none")
+        with torch.no_grad():
+            y = meta(torch.empty(2, *g.input_shape, device="meta"))
+        assert tuple(y.shape) == (2, *_out_shape(g))
+    assert _roundtrip_hash(g) == g.canonical_hash
+
+
+def test_every_vocabulary_op_has_a_builder_except_input_and_unknown() -> None:
+    assert set(OPS) - set(OP_BUILDERS) == {"input", "unknown"}
+    assert supported_ops() == sorted(OP_BUILDERS)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_golden_op_cases(case) -> None:
+    g = from_torch(case.torch(), case.input_shape)
+    _check(g)
+
+
+@pytest.mark.parametrize("name", refnets.REFNETS)
+def test_reference_networks(name: str) -> None:
+    g = from_torch(getattr(refnets, f"torch_{name}")(), refnets.INPUT_SHAPE_CHW)
+    _check(g)
+
+
+def _families() -> list[str]:
+    from napbench.datasets import list_families
+
+    return list_families()
+
+
+@pytest.mark.parametrize("family", _families())
+def test_every_family(family: str) -> None:
+    from napbench.datasets import get_family
+
+    fam = get_family(family)
+    for arch in fam.sample(2 if family == "nb201" else 1, seed=3):
+        g = fam.build_cg(arch)
+        _, h, w = g.input_shape
+        _check(g, real=h * w <= _REAL_FORWARD_MAX_PIXELS)
+
+
+def test_same_seed_same_weights_and_caller_rng_untouched() -> None:
+    g = from_torch(refnets.torch_residual(), refnets.INPUT_SHAPE_CHW)
+    torch.manual_seed(123)
+    before = torch.rand(3)
+    torch.manual_seed(123)
+    a, b, c = to_torch(g, seed=5), to_torch(g, seed=5), to_torch(g, seed=6)
+    assert torch.equal(torch.rand(3), before)
+    sa, sb, sc = a.state_dict(), b.state_dict(), c.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert any(not torch.equal(sa[k], sc[k]) for k in sa if k.endswith("weight"))
+
+
+def test_kaiming_init() -> None:
+    g = from_torch(refnets.torch_conv_bn_relu(), refnets.INPUT_SHAPE_CHW)
+    net = to_torch(g, init="kaiming", seed=0)
+    convs = [m for m in net.modules() if isinstance(m, nn.Conv2d)]
+    w = convs[-1].weight  # 64 x 32 x 3 x 3: std sqrt(2 / fan_out)
+    assert abs(float(w.detach().std()) - math.sqrt(2.0 / (64 * 9))) < 0.01
+    assert set(INITS) >= {"default", "kaiming", "none"}
+    with pytest.raises(InvalidArgumentError, match="expected one of"):
+        to_torch(g, init="xavier")
+
+
+def test_functional_ops_match_torch_semantics() -> None:
+    """Asymmetric ('same', stride 2) conv padding and ceil-mode pooling compute what torch computes."""
+
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3, stride=2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            y = self.conv(nn.functional.pad(x, (0, 1, 0, 1)))
+            return nn.functional.max_pool2d(y, 2, 2, ceil_mode=True)
+
+    m = Net().eval()
+    g = from_torch(m, (3, 9, 9))
+    net = to_torch(g).eval()
+    with torch.no_grad():
+        net.nodes["1"].conv.weight.copy_(m.conv.weight)
+        net.nodes["1"].conv.bias.copy_(m.conv.bias)
+        x = torch.randn(2, 3, 9, 9)
+        assert torch.allclose(net(x), m(x), atol=1e-6)
+
+
+def test_an_op_that_cannot_run_raises_one_clear_error() -> None:
+    nodes = (
+        Node("input", output_shape=(3, 8, 8)),
+        Node("unknown", inputs=(0,), input_shapes=((3, 8, 8),), output_shape=(3, 8, 8), detail="aten::frobnicate"),
+    )
+    g = CompGraph(nodes, (1,))
+    with pytest.raises(InvalidGraphError, match=r"cannot run op\(s\) \['unknown'\].*frobnicate.*expected only ops among: add, "):
+        to_torch(g)
+
+
+def test_a_node_whose_shapes_no_layer_reproduces_is_rejected() -> None:
+    nodes = (
+        Node("input", output_shape=(3, 8, 8)),
+        Node("conv", inputs=(0,), input_shapes=((3, 8, 8),), output_shape=(4, 5, 5), weight_shape=(4, 3, 3, 3),
+             kernel=(3, 3), stride=(1, 1), padding=(1, 1, 1, 1), dilation=(1, 1)),
+    )
+    with pytest.raises(InvalidGraphError, match=r"node 1 \(conv\) computes shape \(4, 8, 8\).*records \(4, 5, 5\)"):
+        to_torch(CompGraph(nodes, (1,)))
+
+
+def test_not_a_graph() -> None:
+    with pytest.raises(InvalidArgumentError, match="expected a CompGraph"):
+        to_torch("model.onnx")  # type: ignore[arg-type]
+
+
+# -- proxies: the executor's network and the family's own builder agree ---------------------
+def _transfer(net: GraphNet, model: nn.Module) -> None:
+    """Copy the family network's weights into the executor's (node names are module paths)."""
+    with torch.no_grad():
+        for i, node in enumerate(net.graph.nodes):
+            if node.op not in ("conv", "linear", "bn"):
+                continue
+            src = model.get_submodule(node.name)
+            dst = net.nodes[str(i)]
+            dst = getattr(dst, node.op, dst)
+            for k, t in [*src.named_parameters(recurse=False), *src.named_buffers(recurse=False)]:
+                getattr(dst, k).copy_(t)
+
+
+def test_proxies_on_executor_agree_with_family_builder() -> None:
+    """Same weights, same batch: every proxy but NASWOT agrees to float round-off.
+
+    NASWOT differs by design: the CG merges identical activations of one tensor (two edges
+    ReLU-ing the same node are one ``relu``), so the executor calls that ReLU once and NASWOT
+    counts its codes once, where the family network calls it once per edge.
+    """
+    from napbench.datasets import get_family
+    from napbench.zoo._base import torch_threads
+    from napbench.zoo.proxies import compute_proxies
+
+    family, arch = "nb201", "|nor_conv_3x3~0|+|nor_conv_1x1~0|avg_pool_3x3~1|+|skip_connect~0|none~1|nor_conv_3x3~2|"
+
+    fam = get_family(family)
+    torch.manual_seed(0)
+    model = fam.build_torch(arch)
+    g = from_torch(model, fam.input_shape)
+    assert g.canonical_hash == fam.build_cg(arch).canonical_hash
+    net = to_torch(g)
+    _transfer(net, model)
+    names = ["synflow", "snip", "grad_norm", "grasp", "fisher", "jacob_cov", "nasi"]
+    kw = {"batch_size": 8, "seed": 0}
+    with torch_threads(1):
+        a = compute_proxies(names, model, fam.input_shape, fam.num_classes, **kw)
+        b = compute_proxies(names, net, fam.input_shape, fam.num_classes, **kw)
+    for n in names:
+        assert b[n] == pytest.approx(a[n], rel=1e-3, abs=1e-6), n
+
+
+def test_executor_networks_trace_with_torch_fx_for_overflow_safe_synflow() -> None:
+    """synflow's log-scaled fallback (torch.fx) runs on executor networks and agrees with the float64 pass."""
+    import copy
+
+    from napbench.zoo.proxies import _synflow_log_scaled, compute_proxy
+
+    g = from_torch(refnets.torch_residual(), refnets.INPUT_SHAPE_CHW)
+    net = to_torch(g)
+    direct = compute_proxy("synflow", net, refnets.INPUT_SHAPE_CHW, 10, batch_size=2)
+    absnet = copy.deepcopy(net).double().eval()
+    with torch.no_grad():
+        for t in [*absnet.parameters(), *absnet.buffers()]:
+            t.abs_()
+    logged = _synflow_log_scaled(absnet, torch.ones(1, *refnets.INPUT_SHAPE_CHW, dtype=torch.float64))
+    assert logged == pytest.approx(direct, rel=1e-9)
