@@ -197,12 +197,31 @@ def training_set(sources: Sequence[str], cfg: ProtocolConfig) -> tuple[GraphData
 
 
 # -- predictors ---------------------------------------------------------------------------
-def build_predictor(name: str, cfg: ProtocolConfig, *, cache: Any = None, **kwargs: Any) -> Predictor:
-    """A fresh registered predictor; ``zc:*`` ones get the config's proxy options and ``cache``."""
-    from napbench.zoo import get_predictor
+def build_predictor(name: str, cfg: ProtocolConfig, *, cache: Any = None, caches: dict[Any, Any] | None = None,
+                    **kwargs: Any) -> Predictor:
+    """A fresh registered predictor; ``zc:*`` ones get the config's proxy options.
+
+    A predictor class with a ``cache_factory`` gets ``cache`` when it is an instance of that
+    factory, else the one instance of it kept in ``caches`` (created on first use), so
+    predictors of one run share proxy values, pretrained encoders and embeddings.
+    """
+    from napbench.zoo import get_predictor, predictor_class
 
     if name.startswith("zc:"):
-        kwargs = {"input_size": cfg.zc_input_size, "batch_size": cfg.zc_batch_size, "cache": cache, **kwargs}
+        kwargs = {"input_size": cfg.zc_input_size, "batch_size": cfg.zc_batch_size, **kwargs}
+    factory = getattr(predictor_class(name), "cache_factory", None)
+    if factory is not None and "cache" not in kwargs:
+        if cache is not None and isinstance(cache, factory):
+            kwargs["cache"] = cache
+        elif caches is not None:
+            kwargs["cache"] = caches.setdefault(factory, factory())
+    if name.startswith("gennape") or "root" in kwargs:
+        import inspect
+
+        params = inspect.signature(predictor_class(name).__init__).parameters
+        for k in ("root", "mirror"):
+            if k in params and k not in kwargs:
+                kwargs[k] = getattr(cfg, k)
     return get_predictor(name, **kwargs)
 
 
@@ -447,16 +466,14 @@ def evaluate_transfer(
     that needs training (``kgnn``) without ``sources`` is an error. Writes the report into
     ``out`` when given (rewritten after each target).
     """
-    from napbench.zoo.baselines import ProxyCache
-
-    cache = ProxyCache()
+    caches: dict[Any, Any] = {}
     named = _named(predictors)
     fitted: list[tuple[str, Predictor]] = []
     for col, p in named:
         if not isinstance(p, str):
             fitted.append((col, p))
             continue
-        pred = build_predictor(p, cfg, cache=cache)
+        pred = build_predictor(p, cfg, caches=caches)
         if sources:
             fit_predictor(pred, sources, cfg)
         elif _needs_training(pred):
@@ -490,33 +507,40 @@ def _run_target(report: TransferReport, fitted: Sequence[tuple[str, Predictor]],
 
 
 def leave_one_family_out(
-    predictors: Sequence[str],
+    predictors: Sequence[str] | Mapping[str, str],
     cfg: ProtocolConfig,
     *,
     families: Sequence[str] = LOFO_FAMILIES,
+    targets: Sequence[str] | None = None,
     out: str | os.PathLike[str] | None = None,
     predictor_kwargs: Mapping[str, Mapping[str, Any]] | None = None,
     on_cell: Callable[[Cell], None] | None = None,
 ) -> TransferReport:
-    """For each family: train every predictor on the others, evaluate zero-shot and k-shot on it.
+    """For each held-out family (``targets``, default every family): train every predictor on
+    the other ``families``, evaluate zero-shot and k-shot on it.
 
-    The report is rewritten into ``out`` after each held-out family, so a long run leaves
-    partial results behind.
+    ``predictors`` are registered names, or a mapping column name -> registered name (so
+    one predictor can appear with several ``predictor_kwargs``, keyed by column name, e.g.
+    an ablation trained on CIFAR-labelled sources only). Predictors of one run share their
+    caches (proxy values, pretrained encoders and embeddings). The report is rewritten into
+    ``out`` after each held-out family, so a long run leaves partial results behind.
     """
-    from napbench.zoo.baselines import ProxyCache
-
     if len(families) < 2:
         raise InvalidArgumentError(f"leave-one-family-out needs at least 2 families; found {list(families)}")
-    names = [n for n, _ in _named(list(predictors))]
-    cache = ProxyCache()
-    report = TransferReport(info=_info(cfg, families=list(families), protocol="leave-one-family-out"))
-    for target in families:
+    targets = list(families) if targets is None else list(targets)
+    outside = sorted(set(targets) - set(families))
+    if outside:
+        raise InvalidArgumentError(f"held-out families {outside} are not among the LOFO families {list(families)}")
+    named = list(predictors.items()) if isinstance(predictors, Mapping) else [(n, n) for n, _ in _named(list(predictors))]
+    caches: dict[Any, Any] = {}
+    report = TransferReport(info=_info(cfg, families=list(families), targets=targets, protocol="leave-one-family-out"))
+    for target in targets:
         sources = [f for f in families if f != target]
         ds, y = training_set(sources, cfg)
         fitted = []
-        for n in names:
-            p = build_predictor(n, cfg, cache=cache, **dict((predictor_kwargs or {}).get(n, {})))
-            fitted.append((n, p.fit(ds, y, epochs=cfg.epochs, seed=cfg.fit_seed, progress=cfg.progress)))
+        for col, n in named:
+            p = build_predictor(n, cfg, caches=caches, **dict((predictor_kwargs or {}).get(col, {})))
+            fitted.append((col, p.fit(ds, y, epochs=cfg.epochs, seed=cfg.fit_seed, progress=cfg.progress)))
         _run_target(report, fitted, labelled(target, cfg), cfg, on_cell)
         if out is not None:
             report.write(out, plots=cfg.plots)

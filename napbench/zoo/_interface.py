@@ -73,6 +73,9 @@ class Predictor(
     description: ClassVar[str] = ""
     #: whether :meth:`pretrain` does something (a label-free encoder stage)
     pretrainable: ClassVar[bool] = False
+    #: a cache type whose one instance several predictors of a run may share (``cache=`` init
+    #: argument; e.g. zero-cost proxy values, pretrained encoders and embeddings); None: no cache
+    cache_factory: ClassVar[Any] = None
 
     def __init__(self) -> None:
         super().__init__()
