@@ -202,12 +202,18 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         zc_batch_size=ep.zc_batch_size, root=ep.root, mirror=ep.mirror, progress=not args.quiet,
         plots=ep.plots and not args.no_plots,
     )
-    if args.lofo:
+    if args.lofo and args.ablation:
+        from napbench.evaluation.protocols import gennape_ablation
+
+        targets = ep.targets or LOFO_FAMILIES
+        report = gennape_ablation(cfg, families=tuple(dict.fromkeys([*LOFO_FAMILIES, *targets])), targets=targets, out=ep.out)
+    elif args.lofo:
         bad = [s for s in args.predictors if s not in _registered()]
         if bad:
             raise InvalidArgumentError(f"--lofo trains predictors per held-out family; {bad} are not registered predictor names")
-        families = ep.targets or LOFO_FAMILIES
-        report = leave_one_family_out(args.predictors, cfg, families=families, out=ep.out)
+        targets = ep.targets or LOFO_FAMILIES
+        families = tuple(dict.fromkeys([*LOFO_FAMILIES, *targets]))
+        report = leave_one_family_out(args.predictors, cfg, families=families, targets=targets, out=ep.out)
     else:
         if not ep.targets:
             raise InvalidArgumentError("no target family; expected --target FAMILY (repeatable) or evaluate.targets in params.yaml")
@@ -226,18 +232,20 @@ def _registered() -> list[str]:
 
 # -- predict ------------------------------------------------------------------------------
 def cmd_predict(args: argparse.Namespace) -> int:
-    """Predict the accuracy of one model with a checkpoint."""
+    """Predict one model's label with a checkpoint: the value, its uncertainty, what it means and
+    its percentile among a reference family (all predicted by the same checkpoint)."""
     from napbench.conversion import convert
     from napbench.zoo import load
+    from napbench.zoo.predict_report import prediction_report
 
     predictor = load(args.checkpoint)
     g = convert(args.model, input_shape=args.input_shape, allow_unknown=args.allow_unknown)
-    value = float(predictor.predict([g])[0])
-    fit = predictor.training_info.get("fit") or {}
-    fams = ", ".join(fit.get("families") or []) or "unknown families"
-    print(f"{value:.4f}")
-    if not args.quiet:
-        print(f"({predictor.predictor_name} trained on {fams}; {len(g.nodes)} nodes, {g.flops:,} MACs, {g.params:,} params)")
+    if args.quiet:
+        print(f"{float(predictor.predict([g])[0]):.4f}")
+        return 0
+    rep = prediction_report(predictor, g, reference=args.reference, reference_size=args.reference_size, root=args.root,
+                            mirror=args.mirror)
+    print(rep.text())
     return 0
 
 
@@ -271,7 +279,8 @@ def add_parsers(sub: Any) -> None:
                    help="checkpoint folders or registered predictors (flops, params, zc:<proxy>, zc:vote; kgnn with --source)")
     p.add_argument("--target", action="append", default=None, help="target family (repeatable)")
     p.add_argument("--source", action="append", default=None, help="fit registered predictors on these families first")
-    p.add_argument("--lofo", action="store_true", help="leave-one-family-out over --target families (default: the five labelled ones)")
+    p.add_argument("--lofo", action="store_true", help="leave-one-family-out: hold out each --target family (default: the five labelled ones)")
+    p.add_argument("--ablation", action="store_true", help="with --lofo and predictor gennape: GENNAPE's ablation columns (Table 8)")
     p.add_argument("--shots", type=int, default=None, help="fine-tuning samples per seed (0 = zero-shot only; default 50)")
     p.add_argument("--seeds", type=int, default=None, help="k-shot repetitions (default 5)")
     p.add_argument("--max-eval", type=int, default=None, help="cap on evaluated architectures per target (0 = all)")
@@ -289,5 +298,9 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("model", help="an .onnx file, a .keras/.h5 file or SavedModel dir, or a torch 'module:callable'")
     p.add_argument("--input-shape", type=_shape, default=None, help="C,H,W for torch models (no batch)")
     p.add_argument("--allow-unknown", action="store_true", help="keep ops outside the vocabulary as 'unknown'")
+    p.add_argument("--reference", default=None, help="family to rank the model in (default: the checkpoint's first training family)")
+    p.add_argument("--reference-size", type=int, default=1000, help="seeded reference architectures (default 1000)")
+    p.add_argument("--root", default=None, help="dataset root of the reference family (default $NAPBENCH_HOME)")
+    p.add_argument("--mirror", default=None, help="upstream tables mirror (default $NAPBENCH_MIRROR)")
     p.add_argument("--quiet", action="store_true", help="print only the number")
     p.set_defaults(func=cmd_predict)

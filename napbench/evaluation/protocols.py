@@ -648,3 +648,87 @@ def _atomic_png(fig: Any, path: Path) -> Path:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path
+
+
+# -- GENNAPE ablation (Table 8 shape) -------------------------------------------------------
+#: ablation columns: column name -> member of the fitted ``gennape`` ensemble (None: the ensemble)
+ABLATION_MEMBERS: dict[str, str | None] = {
+    "k-GNN": "kgnn",
+    "CL+T": "gennape:cl+t",
+    "CL+FCM+T": "gennape:cl+fcm+t",
+    "CL+Pairwise": "gennape:cl+pairwise",
+    "CL+FCM+Pairwise": "gennape:cl+fcm+pairwise",
+    "FLOPs": "flops",
+    "GENNAPE": None,
+}
+
+
+def gennape_ablation(
+    cfg: ProtocolConfig,
+    *,
+    families: Sequence[str] = LOFO_FAMILIES,
+    targets: Sequence[str] | None = None,
+    out: str | os.PathLike[str] | None = None,
+    cifar_sources: bool = True,
+    ensemble_kwargs: Mapping[str, Any] | None = None,
+    on_cell: Callable[[Cell], None] | None = None,
+) -> TransferReport:
+    """Leave-one-family-out for GENNAPE and its ablation rows, in the shape of GENNAPE's Table 8.
+
+    Per held-out family one ``gennape`` ensemble is fitted on the other families; its members
+    are evaluated as their own columns (``k-GNN``, ``CL+T``, ``CL+FCM+T``, ``CL+Pairwise``,
+    ``CL+FCM+Pairwise``, ``FLOPs``) next to the ensemble (``GENNAPE``); ``CL`` (raw labels, no
+    transform, no FCM) is fitted on the same cached encoder. With ``cifar_sources`` a second
+    ensemble trained on the CIFAR-labelled source families only is added
+    (``GENNAPE (CIFAR sources)``). Zero-shot and k-shot as in :func:`leave_one_family_out`.
+    """
+    if len(families) < 2:
+        raise InvalidArgumentError(f"leave-one-family-out needs at least 2 families; found {list(families)}")
+    targets = list(families) if targets is None else list(targets)
+    caches: dict[Any, Any] = {}
+    report = TransferReport(info=_info(cfg, families=list(families), targets=targets, protocol="gennape-ablation"))
+    kw = dict(ensemble_kwargs or {})
+    for target in targets:
+        sources = [f for f in families if f != target]
+        ds, y = training_set(sources, cfg)
+        ens = build_predictor("gennape", cfg, caches=caches, **kw).fit(ds, y, epochs=cfg.epochs, seed=cfg.fit_seed, progress=cfg.progress)
+        member_kw = dict(kw.get("member_kwargs") or {})
+        cl = build_predictor("gennape:cl", cfg, caches=caches, **member_kw).fit(ds, y, epochs=cfg.epochs, seed=cfg.fit_seed, progress=cfg.progress)
+        cols: list[tuple[str, Any]] = [("CL", cl)]
+        for col, member in ABLATION_MEMBERS.items():
+            cols.append((col, ens if member is None else ens.members[ens.member_names.index(member)]))
+        if cifar_sources:
+            from napbench.zoo.gennape.predictors import LABEL_TASK
+
+            if any(LABEL_TASK.get(f) == "cifar10" for f in sources):
+                cif = build_predictor("gennape", cfg, caches=caches, **{**kw, "source_task": "cifar10"})
+                cols.append(("GENNAPE (CIFAR sources)", cif.fit(ds, y, epochs=cfg.epochs, seed=cfg.fit_seed, progress=cfg.progress)))
+        order = ["k-GNN", "FLOPs", "CL", "CL+T", "CL+FCM+T", "CL+Pairwise", "CL+FCM+Pairwise", "GENNAPE", "GENNAPE (CIFAR sources)"]
+        cols.sort(key=lambda c: order.index(c[0]))
+        data = labelled(target, cfg)
+        _run_target(report, cols, data, cfg, on_cell)
+        for name, keep in SUBSETS.get(target, {}).items():
+            add_subset_cells(report, data, name, keep, cfg)
+        if out is not None:
+            report.write(out, plots=cfg.plots)
+    return report
+
+
+#: named subsets of a family reported next to it: NB-201 without ``none`` edges (4,096 cells),
+#: the space GENNAPE and Han et al. report on
+SUBSETS: dict[str, dict[str, Callable[[str], bool]]] = {"nb201": {"nb201 (no none, 4,096)": lambda arch: "none" not in arch}}
+
+
+def add_subset_cells(report: TransferReport, data: Labelled, name: str, keep: Callable[[str], bool], cfg: ProtocolConfig) -> None:
+    """Zero-shot cells of ``data.family`` restricted to the architectures ``keep`` accepts, as rows
+    ``name`` (computed from the predictions already made; needs ``max_eval`` None)."""
+    if cfg.max_eval is not None and cfg.max_eval < len(data):
+        return
+    mask = np.array([bool(keep(a)) for a in data.dataset.archs])
+    for c in [c for c in report.cells if c.target == data.family and c.setting == ZERO_SHOT and c.preds]:
+        t, p = c.preds[0]
+        if len(t) != len(mask):
+            continue
+        sub = Cell(name, ZERO_SHOT, c.predictor, n_eval=int(mask.sum()), fitted=c.fitted)
+        _score_cell(sub, t[mask], p[mask], cfg.ks)
+        report.cells.append(sub)
