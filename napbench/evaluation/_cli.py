@@ -165,7 +165,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     out = Path(tp.out or f"runs/checkpoints/{predictor.predictor_name.replace(':', '-')}-{'+'.join(dict.fromkeys(tp.sources))}")
     notes = (f"Held-out validation: a seeded {tp.val_frac:.0%} of each source family's sampled architectures "
              "(not used for fitting)." if metrics else "")
-    predictor.save_pretrained(out, card={"metrics": metrics, "notes": notes})
+    card: dict[str, Any] = {"metrics": metrics, "notes": notes, "meaning": getattr(predictor, "meaning", None)}
+    if args.card_results:
+        from napbench.zoo._card import results_from_report
+
+        card["results"] = results_from_report(args.card_results)
+    predictor.save_pretrained(out, card=card)
     print(f"trained {predictor.predictor_name} on {', '.join(dict.fromkeys(tp.sources))} ({len(y)} architectures); saved {out}")
     for name, m in metrics.items():
         print(f"  {name}: SRCC {m['srcc']:.3f}  KT {m['kt']:.3f}  NDCG@10 {m['ndcg@10']:.3f}  MAE {m['mae']:.2f}")
@@ -272,6 +277,8 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--seed", type=int, default=None, help="training and sampling seed")
     p.add_argument("--val-frac", type=float, default=None, help="held-out fraction per source for the model card (default 0.1)")
     p.add_argument("--input-size", type=int, default=None, help="zc:* only: cap on the proxies' input H and W")
+    p.add_argument("--card-results", action="append", default=None, metavar="METRICS.json",
+                   help="metrics.json of `napbench evaluate` runs to put in the model card (repeatable)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", parents=[common], help="zero-shot / k-shot evaluation on target families")

@@ -52,6 +52,27 @@ def eval_results(card: Mapping[str, Any]) -> list[EvalResult]:
     return out
 
 
+def results_from_report(paths: str | list[str], *, predictors: list[str] | None = None) -> list[dict[str, Any]]:
+    """``results`` entries (see the module docstring) from ``metrics.json`` files that
+    ``napbench evaluate`` wrote: one per (target, setting, predictor) cell, means only."""
+    from pathlib import Path
+
+    from napbench.errors import InvalidArgumentError
+
+    out = []
+    for p in [paths] if isinstance(paths, str) else paths:
+        try:
+            doc = json.loads(Path(p).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise InvalidArgumentError(f"cannot read evaluation metrics {str(p)!r} ({exc}); expected a metrics.json of napbench evaluate") from None
+        for r in doc.get("results") or []:
+            if predictors and r.get("predictor") not in predictors:
+                continue
+            out.append({"dataset": r["target"], "setting": f"{r['predictor']} {r['setting']} (n={r.get('n_eval')}, runs={r.get('runs')})",
+                        "metrics": {k: v for k, v in (r.get("mean") or {}).items() if k in ("srcc", "kt", "ndcg@10", "mae")}})
+    return out
+
+
 def _results_table(results: list[EvalResult]) -> list[str]:
     cols: list[str] = []
     rows: dict[tuple[str, str], dict[str, float]] = {}

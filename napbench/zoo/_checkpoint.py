@@ -38,8 +38,19 @@ MEMBERS_DIR = "members"
 #: config keys napbench adds next to the init arguments
 RESERVED_CONFIG_KEYS = ("predictor", "vocab_version", "features_version", "napbench_version", "training", "members")
 
-__all__ = ["CARD_NAME", "CONFIG_NAME", "CheckpointError", "MEMBERS_DIR", "WEIGHTS_NAME", "check_checkpoint_config",
-           "is_checkpoint_folder", "load", "load_members", "read_config", "save_members"]
+__all__ = [
+    "CARD_NAME",
+    "CONFIG_NAME",
+    "MEMBERS_DIR",
+    "WEIGHTS_NAME",
+    "CheckpointError",
+    "check_checkpoint_config",
+    "is_checkpoint_folder",
+    "load",
+    "load_members",
+    "read_config",
+    "save_members",
+]
 
 
 class CheckpointError(NapbenchError, FileNotFoundError):
@@ -148,7 +159,7 @@ def _load_from_hub(repo_id: str, **kwargs: Any) -> Predictor:  # pragma: no cove
         return Predictor.from_pretrained(repo_id, **kwargs)
     except NapbenchError:
         raise
-    except Exception as exc:  # noqa: BLE001 - network/Hub errors become one napbench line
+    except Exception as exc:
         raise CheckpointError(
             f"checkpoint {repo_id!r} is not a local folder and could not be fetched from the Hugging Face Hub "
             f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"

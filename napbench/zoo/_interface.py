@@ -25,9 +25,9 @@ import copy
 import inspect
 import os
 from collections.abc import Iterator, Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Self, TypeVar
 
 import numpy as np
 from huggingface_hub import ModelCard, PyTorchModelHubMixin
@@ -45,7 +45,6 @@ from napbench.zoo._checkpoint import (
 )
 from napbench.zoo._graphs import GraphsLike, graph_families
 
-_P = TypeVar("_P", bound="Predictor")
 
 __all__ = ["Predictor", "torch_threads", "utc_now"]
 
@@ -93,19 +92,19 @@ class Predictor(
         """Whether :meth:`fit` or :meth:`fine_tune` (or a loaded checkpoint's) has fitted labels."""
         return bool(self.training_info.get("fit") or self.training_info.get("fine_tune"))
 
-    def pretrain(self: _P, graphs: GraphsLike, *, epochs: int | None = None, seed: int = 0, progress: bool = True) -> _P:
+    def pretrain(self, graphs: GraphsLike, *, epochs: int | None = None, seed: int = 0, progress: bool = True) -> Self:
         """Label-free pretraining on ``graphs`` (encoders only); returns self."""
         raise InvalidArgumentError(f"predictor {self.predictor_name!r} has no label-free pretraining; expected an encoder predictor")
 
     def fit(
-        self: _P, graphs: GraphsLike, y: Any, *, epochs: int | None = None, seed: int = 0, progress: bool = True
-    ) -> _P:
+        self, graphs: GraphsLike, y: Any, *, epochs: int | None = None, seed: int = 0, progress: bool = True
+    ) -> Self:
         """Fit on ``graphs`` with labels ``y`` from scratch (a seeded fresh start); returns self."""
         raise NotImplementedError(f"{type(self).__name__}.fit")
 
     def fine_tune(
-        self: _P, graphs: GraphsLike, y: Any, *, epochs: int | None = None, seed: int = 0, progress: bool = True
-    ) -> _P:
+        self, graphs: GraphsLike, y: Any, *, epochs: int | None = None, seed: int = 0, progress: bool = True
+    ) -> Self:
         """Adapt an already fitted predictor to a few labelled samples of a new family; returns self."""
         raise NotImplementedError(f"{type(self).__name__}.fine_tune")
 
@@ -116,7 +115,7 @@ class Predictor(
     def forward(self, *args: Any, **kwargs: Any) -> Any:  # pragma: no cover - predictors use predict()
         raise NotImplementedError(f"{type(self).__name__} has no forward(); call predict(graphs)")
 
-    def clone(self: _P) -> _P:
+    def clone(self) -> Self:
         """An independent deep copy (fine-tuning a clone leaves this predictor unchanged)."""
         return copy.deepcopy(self, memo=self._shared_on_clone())
 
@@ -126,7 +125,7 @@ class Predictor(
 
     # -- helpers for subclasses ---------------------------------------------------------
     def _record(self, stage: str, graphs: GraphsLike, y: np.ndarray, **info: Any) -> None:
-        entry = {"n": int(len(y)), "families": graph_families(graphs), **info}
+        entry = {"n": len(y), "families": graph_families(graphs), **info}
         if stage == "fit":
             keep = {k: v for k, v in self.training_info.items() if k == "pretrain"}
             self.training_info = {**keep, "fit": entry}
@@ -290,4 +289,4 @@ def torch_threads(n: int | None) -> Iterator[None]:
 
 def utc_now() -> str:
     """ISO timestamp recorded in training info."""
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -73,7 +73,7 @@ def _ensure_loaded() -> None:
     _LOADED = True  # set first: hooks may read the registry
     try:
         _discover()
-        for hook in list(_PLUGINS):
+        for hook in _PLUGINS:
             hook()
     except BaseException:
         _LOADED = False

@@ -11,7 +11,7 @@ import pytest
 import torch
 from scipy.stats import kendalltau
 
-import napbench.zoo as zoo
+from napbench import zoo
 from napbench.datasets import build, dataset_path, load
 from napbench.errors import InvalidArgumentError
 from napbench.zoo.gennape import transforms as T

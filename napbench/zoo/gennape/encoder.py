@@ -178,4 +178,4 @@ def log_macs(packed: PackedGraphs) -> np.ndarray:
 
 def n_batches(n: int, batch_size: int) -> int:
     """How many mini-batches of ``batch_size`` cover ``n`` items."""
-    return int(math.ceil(n / batch_size))
+    return math.ceil(n / batch_size)

@@ -62,5 +62,5 @@ def fit_fcm(x: np.ndarray, n_clusters: int, m: float, *, tol: float = 1e-5, max_
         raise InvalidArgumentError(f"fuzziness m is {m}; expected m > 1")
     if n_clusters == 1:
         return FCMResult(x.mean(0, keepdims=True), np.ones((x.shape[0], 1)), float(m), 0, True)
-    cntr, u, _u0, _d, _jm, p, _fpc = cmeans(x.T, n_clusters, m, error=tol, maxiter=max_iter, seed=seed)
+    cntr, _u, _u0, _d, _jm, p, _fpc = cmeans(x.T, n_clusters, m, error=tol, maxiter=max_iter, seed=seed)
     return FCMResult(np.asarray(cntr), memberships(x, cntr, m), float(m), int(p), int(p) < max_iter)

@@ -8,6 +8,7 @@ a leading cluster axis), so an FCM ensemble of C heads costs one forward per min
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 from collections.abc import Callable
 
@@ -27,7 +28,7 @@ class ClusterMLP(nn.Module):
         super().__init__()
         dims = [d_in] + [hidden] * layers + [1]
         self.clusters = clusters
-        self.weights = nn.ParameterList([nn.Parameter(torch.empty(clusters, a, b)) for a, b in zip(dims[:-1], dims[1:])])
+        self.weights = nn.ParameterList([nn.Parameter(torch.empty(clusters, a, b)) for a, b in itertools.pairwise(dims)])
         self.biases = nn.ParameterList([nn.Parameter(torch.zeros(clusters, b)) for b in dims[1:]])
         self.reset_parameters()
 

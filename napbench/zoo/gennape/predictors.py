@@ -59,7 +59,7 @@ from napbench.zoo.gennape.heads import ClusterMLP, merge_sort_rank, normal_score
 LABEL_TASK: dict[str, str] = {"nb101": "cifar10", "nb201": "cifar10", "nb301": "cifar10",
                               "transnas101_micro": "taskonomy:class_object", "transnas101_macro": "taskonomy:class_object"}
 
-__all__ = ["EncoderCache", "GennapePairwise", "GennapePredictor", "GennapeRegressor", "LABEL_TASK", "pretraining_set"]
+__all__ = ["LABEL_TASK", "EncoderCache", "GennapePairwise", "GennapePredictor", "GennapeRegressor", "pretraining_set"]
 
 
 class EncoderCache:
@@ -451,7 +451,7 @@ class GennapePredictor(Predictor):
 
     def _split(self, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
         perm = np.random.default_rng((seed, 11)).permutation(n)
-        k = max(2, int(round(self.val_frac * n)))
+        k = max(2, round(self.val_frac * n))
         return np.sort(perm[k:]), np.sort(perm[:k])
 
     def _set_fcm(self, x: np.ndarray, c: int, m: float, seed: int) -> tuple[np.ndarray, dict[str, Any]]:
