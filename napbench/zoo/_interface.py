@@ -27,7 +27,7 @@ import os
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, ClassVar, Self, TypeVar
+from typing import Any, ClassVar, Self
 
 import numpy as np
 from huggingface_hub import ModelCard, PyTorchModelHubMixin
@@ -44,7 +44,6 @@ from napbench.zoo._checkpoint import (
     is_checkpoint_folder,
 )
 from napbench.zoo._graphs import GraphsLike, graph_families
-
 
 __all__ = ["Predictor", "torch_threads", "utc_now"]
 
