@@ -709,7 +709,14 @@ def gennape_ablation(
         cols.sort(key=lambda c: order.index(c[0]))
         data = labelled(target, cfg)
         start = len(report.cells)
-        _run_target(report, cols, data, cfg, on_cell)
+
+        def _cell_done(c: Cell, _start: int = start) -> None:
+            if on_cell is not None:
+                on_cell(c)
+            if out is not None:  # partial tables after every cell: a long run leaves results behind
+                report.write(out, plots=False)
+
+        _run_target(report, cols, data, cfg, _cell_done)
         for c in report.cells[start:]:
             if c.setting == ZERO_SHOT and c.predictor != "CL":
                 c.fitted = False  # a z-score: no label scale to compare with

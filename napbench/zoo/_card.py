@@ -124,3 +124,14 @@ def model_card(predictor: Predictor, card: Mapping[str, Any] | str | None = None
     if card.get("notes"):
         body += ["## Notes", "", str(card["notes"]), ""]
     return ModelCard("---\n" + data.to_yaml() + "\n---\n\n" + "\n".join(body))
+
+
+def attach_results(folder: str, metrics_files: list[str], *, notes: str | None = None) -> None:
+    """Rewrite the model card of checkpoint ``folder`` with the figures of ``napbench evaluate``
+    runs (``metrics.json`` files); weights and config are written back unchanged."""
+    from napbench.zoo._checkpoint import load
+
+    predictor = load(folder)
+    card: dict[str, Any] = {"results": results_from_report(metrics_files), "notes": notes,
+                            "meaning": getattr(predictor, "meaning", None)}
+    predictor.save_pretrained(folder, card=card)
