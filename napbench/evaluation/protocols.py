@@ -711,6 +711,8 @@ def gennape_ablation(
         start = len(report.cells)
 
         def _cell_done(c: Cell, _start: int = start) -> None:
+            if c.setting == ZERO_SHOT and c.predictor != "CL":
+                c.fitted = False  # a z-score: no label scale to compare with
             if on_cell is not None:
                 on_cell(c)
             if out is not None:  # partial tables after every cell: a long run leaves results behind
