@@ -693,7 +693,15 @@ def gennape_ablation(
     for target in targets:
         sources = [f for f in families if f != target]
         ds, y = training_set(sources, cfg)
+        import resource
+        import time
+
+        t0 = time.perf_counter()
         ens = build_predictor("gennape", cfg, caches=caches, **kw).fit(ds, y, epochs=cfg.epochs, seed=cfg.fit_seed, progress=cfg.progress)
+        report.info[f"gennape_fit_seconds_{target}"] = round(time.perf_counter() - t0, 1)  # pretraining included (first fold)
+        report.info[f"peak_rss_mib_after_fit_{target}"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+        if out is not None:
+            ens.save_pretrained(Path(out) / f"gennape-without-{target}")
         member_kw = dict(kw.get("member_kwargs") or {})
         cl = build_predictor("gennape:cl", cfg, caches=caches, **member_kw).fit(ds, y, epochs=cfg.epochs, seed=cfg.fit_seed, progress=cfg.progress)
         cols: list[tuple[str, Any]] = [("CL", cl)]
