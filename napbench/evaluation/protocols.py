@@ -682,7 +682,9 @@ def gennape_ablation(
     :func:`leave_one_family_out` (same protocol). Zero-shot outputs of every column but ``CL``
     are z-scores, not labels, so their zero-shot MAE is not reported (``-``). With ``cifar_sources`` a second
     ensemble trained on the CIFAR-labelled source families only is added
-    (``GENNAPE (CIFAR sources)``). Zero-shot and k-shot as in :func:`leave_one_family_out`.
+    (``GENNAPE (CIFAR sources)``) when the sources mix tasks. Zero-shot and k-shot as in
+    :func:`leave_one_family_out`; every zero-shot cell is computed before any k-shot one, and
+    the tables are rewritten after every cell.
     """
     if len(families) < 2:
         raise InvalidArgumentError(f"leave-one-family-out needs at least 2 families; found {list(families)}")
@@ -704,34 +706,45 @@ def gennape_ablation(
             ens.save_pretrained(Path(out) / f"gennape-without-{target}")
         member_kw = dict(kw.get("member_kwargs") or {})
         cl = build_predictor("gennape:cl", cfg, caches=caches, **member_kw).fit(ds, y, epochs=cfg.epochs, seed=cfg.fit_seed, progress=cfg.progress)
-        cols: list[tuple[str, Any]] = [("CL", cl)]
+        cols: list[tuple[str, Any]] = []
         for col, member in ABLATION_MEMBERS.items():
             cols.append((col, ens if member is None else ens.members[ens.member_names.index(member)]))
-        if cifar_sources:
-            from napbench.zoo.gennape.predictors import LABEL_TASK
-
-            if any(LABEL_TASK.get(f) == "cifar10" for f in sources):
-                cif = build_predictor("gennape", cfg, caches=caches, **{**kw, "source_task": "cifar10"})
-                cols.append(("GENNAPE (CIFAR sources)", cif.fit(ds, y, epochs=cfg.epochs, seed=cfg.fit_seed, progress=cfg.progress)))
-        order = ["FLOPs", "CL", "CL+T", "CL+FCM+T", "CL+Pairwise", "CL+FCM+Pairwise", "GENNAPE", "GENNAPE (CIFAR sources)"]
+        cols.append(("CL", cl))
+        order = ["GENNAPE", "FLOPs", "CL+FCM+T", "CL+T", "CL", "CL+Pairwise", "CL+FCM+Pairwise", "GENNAPE (CIFAR sources)"]
         cols.sort(key=lambda c: order.index(c[0]))
         data = labelled(target, cfg)
-        start = len(report.cells)
 
-        def _cell_done(c: Cell, _start: int = start) -> None:
+        def _add(c: Cell) -> None:
             if c.setting == ZERO_SHOT and c.predictor != "CL":
                 c.fitted = False  # a z-score: no label scale to compare with
+            report.cells.append(c)
             if on_cell is not None:
                 on_cell(c)
             if out is not None:  # partial tables after every cell: a long run leaves results behind
                 report.write(out, plots=False)
 
-        _run_target(report, cols, data, cfg, _cell_done)
-        for c in report.cells[start:]:
-            if c.setting == ZERO_SHOT and c.predictor != "CL":
-                c.fitted = False  # a z-score: no label scale to compare with
+        # the most important cells first: every zero-shot, then k-shot of GENNAPE and FLOPs
+        for col, pred in cols:
+            _add(zero_shot(pred, data, cfg, name=col))
         for name, keep in SUBSETS.get(target, {}).items():
             add_subset_cells(report, data, name, keep, cfg)
+        shot_cols = list(cols)
+        if cfg.shots > 0:
+            for col, pred in shot_cols[:2]:
+                _add(k_shot(pred, data, cfg, name=col))
+        if cifar_sources:
+            from napbench.zoo.gennape.predictors import LABEL_TASK
+
+            if any(LABEL_TASK.get(f) == "cifar10" for f in sources) and any(LABEL_TASK.get(f) != "cifar10" for f in sources):
+                cif = build_predictor("gennape", cfg, caches=caches, **{**kw, "source_task": "cifar10"})
+                cif.fit(ds, y, epochs=cfg.epochs, seed=cfg.fit_seed, progress=cfg.progress)
+                _add(zero_shot(cif, data, cfg, name="GENNAPE (CIFAR sources)"))
+                for name, keep in SUBSETS.get(target, {}).items():
+                    add_subset_cells(report, data, name, keep, cfg, only="GENNAPE (CIFAR sources)")
+                shot_cols.append(("GENNAPE (CIFAR sources)", cif))
+        if cfg.shots > 0:
+            for col, pred in shot_cols[2:]:
+                _add(k_shot(pred, data, cfg, name=col))
         if out is not None:
             report.write(out, plots=cfg.plots)
     return report
@@ -742,13 +755,15 @@ def gennape_ablation(
 SUBSETS: dict[str, dict[str, Callable[[str], bool]]] = {"nb201": {"nb201 (no none, 4,096)": lambda arch: "none" not in arch}}
 
 
-def add_subset_cells(report: TransferReport, data: Labelled, name: str, keep: Callable[[str], bool], cfg: ProtocolConfig) -> None:
+def add_subset_cells(report: TransferReport, data: Labelled, name: str, keep: Callable[[str], bool], cfg: ProtocolConfig,
+                     *, only: str | None = None) -> None:
     """Zero-shot cells of ``data.family`` restricted to the architectures ``keep`` accepts, as rows
     ``name`` (computed from the predictions already made; needs ``max_eval`` None)."""
     if cfg.max_eval is not None and cfg.max_eval < len(data):
         return
     mask = np.array([bool(keep(a)) for a in data.dataset.archs])
-    for c in [c for c in report.cells if c.target == data.family and c.setting == ZERO_SHOT and c.preds]:
+    for c in [c for c in report.cells if c.target == data.family and c.setting == ZERO_SHOT and c.preds
+              and (only is None or c.predictor == only)]:
         t, p = c.preds[0]
         if len(t) != len(mask):
             continue

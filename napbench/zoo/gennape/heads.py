@@ -55,13 +55,14 @@ def _check(loss: float, what: str) -> None:
 
 
 def train_regression(model: ClusterMLP, x: np.ndarray, t: np.ndarray, u: np.ndarray, *, epochs: int, lr: float,
-                     batch_size: int, seed: int, weight_decay: float = 0.0) -> list[float]:
+                     batch_size: int, seed: int, weight_decay: float = 0.0, last_layer_only: bool = False) -> list[float]:
     """Train every cluster head on all points weighted by their membership ``u`` (``(N, C)``):
-    head c minimises ``sum_i u_ic (f_c(x_i) - t_i)^2 / sum_i u_ic``. Returns the loss per epoch."""
+    head c minimises ``sum_i u_ic (f_c(x_i) - t_i)^2 / sum_i u_ic``. Returns the loss per epoch.
+    ``last_layer_only`` trains the output layer alone (fine-tuning on a few samples)."""
     xs = torch.as_tensor(x, dtype=torch.float32)
     ts = torch.as_tensor(t, dtype=torch.float32)
     us = torch.as_tensor(u, dtype=torch.float32)
-    opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    opt = torch.optim.Adam(_params(model, last_layer_only), lr=lr, weight_decay=weight_decay)
     gen = np.random.default_rng(seed)
     n = len(xs)
     hist = []
@@ -109,13 +110,18 @@ def sample_pairs(groups: list[np.ndarray], y: np.ndarray, n_pairs: int, gen: np.
     return np.concatenate(a_all), np.concatenate(b_all)
 
 
+def _params(model: ClusterMLP, last_layer_only: bool) -> list[nn.Parameter]:
+    return [model.weights[-1], model.biases[-1]] if last_layer_only else list(model.parameters())
+
+
 def train_pairwise(model: ClusterMLP, x: np.ndarray, y: np.ndarray, u: np.ndarray, groups: list[np.ndarray], *,
-                   epochs: int, pairs_per_epoch: int, lr: float, batch_size: int, seed: int) -> list[float]:
+                   epochs: int, pairs_per_epoch: int, lr: float, batch_size: int, seed: int,
+                   last_layer_only: bool = False) -> list[float]:
     """Train the comparator with binary cross-entropy on pairs drawn within ``groups`` (labels are
     comparable only within a family). Returns the loss per epoch."""
     xs = torch.as_tensor(x, dtype=torch.float32)
     us = torch.as_tensor(u, dtype=torch.float32)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    opt = torch.optim.Adam(_params(model, last_layer_only), lr=lr)
     gen = np.random.default_rng(seed)
     hist = []
     model.train()
