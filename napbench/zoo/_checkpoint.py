@@ -7,7 +7,8 @@ A checkpoint is a folder:
   ``training`` (what ``fit`` / ``fine_tune`` / ``pretrain`` recorded);
 * ``model.safetensors`` -- the state dict;
 * ``README.md`` -- the model card (:mod:`napbench.zoo._card`);
-* composites only: ``members/<i>-<name>/``, one complete checkpoint folder per member
+* composites only: ``members/<i>-<name>/``, one complete checkpoint folder per member (listed in
+  ``config.json`` under ``member_dirs``)
   (an ensemble saves its members there and :func:`load` rebuilds them in one call).
 
 Folders are written through :func:`napbench._io.atomic_dir` with :func:`is_checkpoint_folder`
@@ -36,7 +37,7 @@ WEIGHTS_NAME = "model.safetensors"
 CARD_NAME = "README.md"
 MEMBERS_DIR = "members"
 #: config keys napbench adds next to the init arguments
-RESERVED_CONFIG_KEYS = ("predictor", "vocab_version", "features_version", "napbench_version", "training", "members")
+RESERVED_CONFIG_KEYS = ("predictor", "vocab_version", "features_version", "napbench_version", "training", "member_dirs")
 
 __all__ = [
     "CARD_NAME",

@@ -189,6 +189,7 @@ def test_save_load_identical_predictions_members_included(tmp_path: Path, ensemb
     assert sorted(p.name for p in (ck / "members").iterdir()) == [
         "00-gennape-cl-fcm-t", "01-gennape-cl-t", "02-gennape-cl-pairwise", "03-gennape-cl-fcm-pairwise", "04-kgnn", "05-flops"]
     back = zoo.load(ck)
+    assert back.member_names == tuned.member_names
     tgt = ds.subset(list(range(64)))
     np.testing.assert_array_equal(back.predict(tgt), tuned.predict(tgt))
     for a, b in zip(tuned.members, back.members):

@@ -89,7 +89,7 @@ class GennapeEnsemble(Predictor):
     def checkpoint_config(self) -> dict[str, Any]:
         cfg = super().checkpoint_config()
         cfg.pop("cache", None)
-        cfg["members"] = [f"{i:02d}-{n.replace(':', '-').replace('+', '-')}" for i, n in enumerate(self.member_names)]
+        cfg["member_dirs"] = [f"{i:02d}-{n.replace(':', '-').replace('+', '-')}" for i, n in enumerate(self.member_names)]
         return cfg
 
     def _shared_on_clone(self) -> dict[int, Any]:
@@ -104,7 +104,7 @@ class GennapeEnsemble(Predictor):
     def _load_extra(self, folder: str) -> None:
         from napbench.zoo._checkpoint import read_config
 
-        subdirs = read_config(folder).get("members") or []
+        subdirs = read_config(folder).get("member_dirs") or []
         members = load_members(folder, subdirs)
         first: GennapePredictor | None = None
         for m in members:
