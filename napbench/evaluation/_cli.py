@@ -56,7 +56,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     tp = _override(read_params(args.params, "train", TrainParams), args, predictor="predictor", sources="source",
                    epochs="epochs", max_train="max_train", seed="seed", val_frac="val_frac", out="out", root="root",
                    mirror="mirror")
-    res = train(tp, progress=not args.quiet, input_size=args.input_size)
+    res = train(tp, progress=not args.quiet, input_size=args.input_size, card_results=args.card_results)
     print(f"trained {res.predictor.predictor_name} on {', '.join(dict.fromkeys(tp.sources))} ({res.n_train} architectures); "
           f"saved {res.path}")
     for name, m in res.metrics.items():
@@ -95,12 +95,18 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         plots=ep.plots and not args.no_plots,
     )
     _check_evaluate_out(Path(ep.out))
-    if args.lofo:
+    if args.lofo and args.ablation:
+        from napbench.evaluation.protocols import gennape_ablation
+
+        targets = ep.targets or LOFO_FAMILIES
+        report = gennape_ablation(cfg, families=tuple(dict.fromkeys([*LOFO_FAMILIES, *targets])), targets=targets, out=ep.out)
+    elif args.lofo:
         bad = [s for s in args.predictors if s not in _registered()]
         if bad:
             raise InvalidArgumentError(f"--lofo trains predictors per held-out family; {bad} are not registered predictor names")
-        families = ep.targets or LOFO_FAMILIES
-        report = leave_one_family_out(args.predictors, cfg, families=families, out=ep.out)
+        targets = ep.targets or LOFO_FAMILIES
+        families = tuple(dict.fromkeys([*LOFO_FAMILIES, *targets]))
+        report = leave_one_family_out(args.predictors, cfg, families=families, targets=targets, out=ep.out)
     else:
         if not ep.targets:
             raise InvalidArgumentError("no target family; expected --target FAMILY (repeatable) or evaluate.targets in params.yaml")
@@ -119,9 +125,11 @@ def _registered() -> list[str]:
 
 # -- predict ------------------------------------------------------------------------------
 def cmd_predict(args: argparse.Namespace) -> int:
-    """Predict the accuracy of one model with a checkpoint."""
+    """Predict one model's label with a checkpoint: the value, its uncertainty, what it means and
+    its percentile among a reference family (all predicted by the same checkpoint)."""
     from napbench.conversion import convert
     from napbench.zoo import get_predictor, list_predictors, load
+    from napbench.zoo.predict_report import prediction_report
 
     # a training-free predictor name (zc:naswot, flops) scores the model directly: proxies run it via the CG executor
     spec = args.checkpoint
@@ -130,13 +138,16 @@ def cmd_predict(args: argparse.Namespace) -> int:
     is_name = not args.hub and spec in list_predictors() and not Path(spec).exists()
     predictor = get_predictor(spec) if is_name else load(spec)
     g = convert(args.model, input_shape=args.input_shape, allow_unknown=args.allow_unknown)
-    value = float(predictor.predict([g])[0])
-    fit = predictor.training_info.get("fit") or {}
-    fams = ", ".join(fit.get("families") or []) or "unknown families"
-    how = f"trained on {fams}" if fit or not is_name else "training-free score"
-    print(f"{value:.4f}")
-    if not args.quiet:
-        print(f"({predictor.predictor_name} {how}; {len(g.nodes)} nodes, {g.flops:,} MACs, {g.params:,} params)")
+    if args.quiet:
+        print(f"{float(predictor.predict([g])[0]):.4f}")
+        return 0
+    if is_name:  # a training-free score: no training label, no reference ranking
+        print(f"{float(predictor.predict([g])[0]):.4f}")
+        print(f"({predictor.predictor_name}: training-free score; {len(g.nodes)} nodes, {g.flops:,} MACs, {g.params:,} params)")
+        return 0
+    rep = prediction_report(predictor, g, reference=args.reference, reference_size=args.reference_size, root=args.root,
+                            mirror=args.mirror)
+    print(rep.text())
     return 0
 
 
@@ -179,6 +190,8 @@ def add_parsers(sub: Any) -> None:
                    help="held-out fraction per source for the model card (default 0.1)")
     p.add_argument("--input-size", type=count("--input-size", zero="none"), default=None,
                    help="zc:* only: cap on the proxies' input H and W")
+    p.add_argument("--card-results", action="append", default=None, metavar="METRICS.json",
+                   help="metrics.json of `napbench evaluate` runs to put in the model card (repeatable)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", parents=[common], help="zero-shot / k-shot evaluation on target families")
@@ -186,7 +199,8 @@ def add_parsers(sub: Any) -> None:
                    help="checkpoint folders or registered predictors (flops, params, zc:<proxy>, zc:vote; kgnn with --source)")
     p.add_argument("--target", action="append", default=None, help="target family (repeatable)")
     p.add_argument("--source", action="append", default=None, help="fit registered predictors on these families first")
-    p.add_argument("--lofo", action="store_true", help="leave-one-family-out over --target families (default: the five labelled ones)")
+    p.add_argument("--lofo", action="store_true", help="leave-one-family-out: hold out each --target family (default: the five labelled ones)")
+    p.add_argument("--ablation", action="store_true", help="with --lofo and predictor gennape: GENNAPE's ablation columns (Table 8)")
     p.add_argument("--shots", type=count("--shots", zero="zero-shot only"), default=None,
                    help="fine-tuning samples per seed (0 = zero-shot only; default 50)")
     p.add_argument("--seeds", type=count("--seeds", minimum=1), default=None, help="k-shot repetitions (default 5)")
@@ -212,5 +226,10 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--hub", action="store_true", help="CHECKPOINT is a Hugging Face Hub repo id (owner/name)")
     p.add_argument("--input-shape", type=input_shape, default=None, help="C,H,W for torch models (no batch)")
     p.add_argument("--allow-unknown", action="store_true", help="keep ops outside the vocabulary as 'unknown'")
+    p.add_argument("--reference", default=None, help="family to rank the model in (default: the checkpoint's first training family)")
+    p.add_argument("--reference-size", type=count("--reference-size", minimum=1), default=1000,
+                   help="seeded reference architectures (default 1000)")
+    p.add_argument("--root", type=root_folder, default=None, help="dataset root of the reference family (default $NAPBENCH_HOME)")
+    p.add_argument("--mirror", type=mirror_folder, default=None, help="upstream tables mirror (default $NAPBENCH_MIRROR)")
     p.add_argument("--quiet", action="store_true", help="print only the number")
     p.set_defaults(func=cmd_predict)

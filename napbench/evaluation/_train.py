@@ -29,12 +29,14 @@ def default_checkpoint_dir(predictor: str, sources: tuple[str, ...] | list[str])
     return Path(f"runs/checkpoints/{predictor.replace(':', '-')}-{'+'.join(dict.fromkeys(sources))}")
 
 
-def train(params: TrainParams, *, progress: bool = True, input_size: int | None = None) -> TrainResult:
+def train(params: TrainParams, *, progress: bool = True, input_size: int | None = None,
+          card_results: list[str] | None = None) -> TrainResult:
     """Fit ``params.predictor`` on ``params.sources`` and save its checkpoint folder.
 
     A seeded ``params.val_frac`` of each source family (when it has at least 40 sampled
     architectures) is held out; its SRCC / KT / NDCG@10 / MAE go into the model card.
-    ``input_size`` caps zero-cost proxies' input H and W.
+    ``input_size`` caps zero-cost proxies' input H and W; ``card_results``: metrics.json files of
+    ``napbench evaluate`` runs whose figures go into the model card.
     """
     import numpy as np
 
@@ -71,5 +73,10 @@ def train(params: TrainParams, *, progress: bool = True, input_size: int | None 
     metrics = {f"validation {fam} (n={len(vy)})": _metrics(vy, predictor.predict(vds), (10,)) for fam, (vds, vy) in vals.items()}
     notes = (f"Held-out validation: a seeded {params.val_frac:.0%} of each source family's sampled architectures "
              "(not used for fitting)." if metrics else "")
-    predictor.save_pretrained(out, card={"metrics": metrics, "notes": notes})
+    card: dict[str, Any] = {"metrics": metrics, "notes": notes, "meaning": getattr(predictor, "meaning", None)}
+    if card_results:
+        from napbench.zoo._card import results_from_report
+
+        card["results"] = results_from_report(card_results)
+    predictor.save_pretrained(out, card=card)
     return TrainResult(predictor=predictor, path=out, n_train=len(y), metrics=metrics)

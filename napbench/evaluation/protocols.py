@@ -196,12 +196,31 @@ def training_set(sources: Sequence[str], cfg: ProtocolConfig) -> tuple[GraphData
 
 
 # -- predictors ---------------------------------------------------------------------------
-def build_predictor(name: str, cfg: ProtocolConfig, *, cache: Any = None, **kwargs: Any) -> Predictor:
-    """A fresh registered predictor; ``zc:*`` ones get the config's proxy options and ``cache``."""
-    from napbench.zoo import get_predictor
+def build_predictor(name: str, cfg: ProtocolConfig, *, cache: Any = None, caches: dict[Any, Any] | None = None,
+                    **kwargs: Any) -> Predictor:
+    """A fresh registered predictor; ``zc:*`` ones get the config's proxy options.
+
+    A predictor class with a ``cache_factory`` gets ``cache`` when it is an instance of that
+    factory, else the one instance of it kept in ``caches`` (created on first use), so
+    predictors of one run share proxy values, pretrained encoders and embeddings.
+    """
+    from napbench.zoo import get_predictor, predictor_class
 
     if name.startswith("zc:"):
-        kwargs = {"input_size": cfg.zc_input_size, "batch_size": cfg.zc_batch_size, "cache": cache, **kwargs}
+        kwargs = {"input_size": cfg.zc_input_size, "batch_size": cfg.zc_batch_size, **kwargs}
+    factory = getattr(predictor_class(name), "cache_factory", None)
+    if factory is not None and "cache" not in kwargs:
+        if cache is not None and isinstance(cache, factory):
+            kwargs["cache"] = cache
+        elif caches is not None:
+            kwargs["cache"] = caches.setdefault(factory, factory())
+    if name.startswith("gennape") or "root" in kwargs:
+        import inspect
+
+        params = inspect.signature(predictor_class(name).__init__).parameters
+        for k in ("root", "mirror"):
+            if k in params and k not in kwargs:
+                kwargs[k] = getattr(cfg, k)
     return get_predictor(name, **kwargs)
 
 
@@ -446,16 +465,14 @@ def evaluate_transfer(
     that needs training (``kgnn``) without ``sources`` is an error. Writes the report into
     ``out`` when given (rewritten after each target).
     """
-    from napbench.zoo.baselines import ProxyCache
-
-    cache = ProxyCache()
+    caches: dict[Any, Any] = {}
     named = _named(predictors)
     fitted: list[tuple[str, Predictor]] = []
     for col, p in named:
         if not isinstance(p, str):
             fitted.append((col, p))
             continue
-        pred = build_predictor(p, cfg, cache=cache)
+        pred = build_predictor(p, cfg, caches=caches)
         if sources:
             fit_predictor(pred, sources, cfg)
         elif _needs_training(pred):
@@ -489,33 +506,40 @@ def _run_target(report: TransferReport, fitted: Sequence[tuple[str, Predictor]],
 
 
 def leave_one_family_out(
-    predictors: Sequence[str],
+    predictors: Sequence[str] | Mapping[str, str],
     cfg: ProtocolConfig,
     *,
     families: Sequence[str] = LOFO_FAMILIES,
+    targets: Sequence[str] | None = None,
     out: str | os.PathLike[str] | None = None,
     predictor_kwargs: Mapping[str, Mapping[str, Any]] | None = None,
     on_cell: Callable[[Cell], None] | None = None,
 ) -> TransferReport:
-    """For each family: train every predictor on the others, evaluate zero-shot and k-shot on it.
+    """For each held-out family (``targets``, default every family): train every predictor on
+    the other ``families``, evaluate zero-shot and k-shot on it.
 
-    The report is rewritten into ``out`` after each held-out family, so a long run leaves
-    partial results behind.
+    ``predictors`` are registered names, or a mapping column name -> registered name (so
+    one predictor can appear with several ``predictor_kwargs``, keyed by column name, e.g.
+    an ablation trained on CIFAR-labelled sources only). Predictors of one run share their
+    caches (proxy values, pretrained encoders and embeddings). The report is rewritten into
+    ``out`` after each held-out family, so a long run leaves partial results behind.
     """
-    from napbench.zoo.baselines import ProxyCache
-
     if len(families) < 2:
         raise InvalidArgumentError(f"leave-one-family-out needs at least 2 families; found {list(families)}")
-    names = [n for n, _ in _named(list(predictors))]
-    cache = ProxyCache()
-    report = TransferReport(info=_info(cfg, families=list(families), protocol="leave-one-family-out"))
-    for target in families:
+    targets = list(families) if targets is None else list(targets)
+    outside = sorted(set(targets) - set(families))
+    if outside:
+        raise InvalidArgumentError(f"held-out families {outside} are not among the LOFO families {list(families)}")
+    named = list(predictors.items()) if isinstance(predictors, Mapping) else [(n, n) for n, _ in _named(list(predictors))]
+    caches: dict[Any, Any] = {}
+    report = TransferReport(info=_info(cfg, families=list(families), targets=targets, protocol="leave-one-family-out"))
+    for target in targets:
         sources = [f for f in families if f != target]
         ds, y = training_set(sources, cfg)
         fitted = []
-        for n in names:
-            p = build_predictor(n, cfg, cache=cache, **dict((predictor_kwargs or {}).get(n, {})))
-            fitted.append((n, p.fit(ds, y, epochs=cfg.epochs, seed=cfg.fit_seed, progress=cfg.progress)))
+        for col, n in named:
+            p = build_predictor(n, cfg, caches=caches, **dict((predictor_kwargs or {}).get(col, {})))
+            fitted.append((col, p.fit(ds, y, epochs=cfg.epochs, seed=cfg.fit_seed, progress=cfg.progress)))
         _run_target(report, fitted, labelled(target, cfg), cfg, on_cell)
         if out is not None:
             report.write(out, plots=cfg.plots)
@@ -613,3 +637,125 @@ def _atomic_png(fig: Any, path: Path) -> Path:
     with atomic_file(path, suffix=".png") as tmp:
         fig.savefig(tmp, dpi=110, format="png")
     return path
+
+
+# -- GENNAPE ablation (Table 8 shape) -------------------------------------------------------
+#: ablation columns: column name -> member of the fitted ``gennape`` ensemble (None: the ensemble)
+ABLATION_MEMBERS: dict[str, str | None] = {
+    "CL+T": "gennape:cl+t",
+    "CL+FCM+T": "gennape:cl+fcm+t",
+    "CL+Pairwise": "gennape:cl+pairwise",
+    "CL+FCM+Pairwise": "gennape:cl+fcm+pairwise",
+    "FLOPs": "flops",
+    "GENNAPE": None,
+}
+
+
+def gennape_ablation(
+    cfg: ProtocolConfig,
+    *,
+    families: Sequence[str] = LOFO_FAMILIES,
+    targets: Sequence[str] | None = None,
+    out: str | os.PathLike[str] | None = None,
+    cifar_sources: bool = True,
+    ensemble_kwargs: Mapping[str, Any] | None = None,
+    on_cell: Callable[[Cell], None] | None = None,
+) -> TransferReport:
+    """Leave-one-family-out for GENNAPE and its ablation rows, in the shape of GENNAPE's Table 8.
+
+    Per held-out family one ``gennape`` ensemble is fitted on the other families; its members
+    are evaluated as their own columns (``CL+T``, ``CL+FCM+T``, ``CL+Pairwise``,
+    ``CL+FCM+Pairwise``, ``FLOPs`` fitted on per-family z-scores) next to the ensemble
+    (``GENNAPE``); ``CL`` (raw labels, no transform, no FCM) is fitted on the same cached
+    encoder. The k-GNN row of Table 8 is the plain ``kgnn`` predictor of
+    :func:`leave_one_family_out` (same protocol). Zero-shot outputs of every column but ``CL``
+    are z-scores, not labels, so their zero-shot MAE is not reported (``-``). With ``cifar_sources`` a second
+    ensemble trained on the CIFAR-labelled source families only is added
+    (``GENNAPE (CIFAR sources)``) when the sources mix tasks. Zero-shot and k-shot as in
+    :func:`leave_one_family_out`; every zero-shot cell is computed before any k-shot one, and
+    the tables are rewritten after every cell.
+    """
+    if len(families) < 2:
+        raise InvalidArgumentError(f"leave-one-family-out needs at least 2 families; found {list(families)}")
+    targets = list(families) if targets is None else list(targets)
+    caches: dict[Any, Any] = {}
+    report = TransferReport(info=_info(cfg, families=list(families), targets=targets, protocol="gennape-ablation"))
+    kw = dict(ensemble_kwargs or {})
+    for target in targets:
+        sources = [f for f in families if f != target]
+        ds, y = training_set(sources, cfg)
+        import resource
+        import time
+
+        t0 = time.perf_counter()
+        ens = build_predictor("gennape", cfg, caches=caches, **kw).fit(ds, y, epochs=cfg.epochs, seed=cfg.fit_seed, progress=cfg.progress)
+        report.info[f"gennape_fit_seconds_{target}"] = round(time.perf_counter() - t0, 1)  # pretraining included (first fold)
+        report.info[f"peak_rss_mib_after_fit_{target}"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+        if out is not None:
+            ens.save_pretrained(Path(out) / f"gennape-without-{target}")
+        member_kw = dict(kw.get("member_kwargs") or {})
+        cl = build_predictor("gennape:cl", cfg, caches=caches, **member_kw).fit(ds, y, epochs=cfg.epochs, seed=cfg.fit_seed, progress=cfg.progress)
+        cols: list[tuple[str, Any]] = []
+        for col, member in ABLATION_MEMBERS.items():
+            cols.append((col, ens if member is None else ens.members[ens.member_names.index(member)]))
+        cols.append(("CL", cl))
+        order = ["GENNAPE", "FLOPs", "CL+FCM+T", "CL+T", "CL", "CL+Pairwise", "CL+FCM+Pairwise", "GENNAPE (CIFAR sources)"]
+        cols.sort(key=lambda c: order.index(c[0]))
+        data = labelled(target, cfg)
+
+        def _add(c: Cell) -> None:
+            if c.setting == ZERO_SHOT and c.predictor != "CL":
+                c.fitted = False  # a z-score: no label scale to compare with
+            report.cells.append(c)
+            if on_cell is not None:
+                on_cell(c)
+            if out is not None:  # partial tables after every cell: a long run leaves results behind
+                report.write(out, plots=False)
+
+        # the most important cells first: every zero-shot, then k-shot of GENNAPE and FLOPs
+        for col, pred in cols:
+            _add(zero_shot(pred, data, cfg, name=col))
+        for name, keep in SUBSETS.get(target, {}).items():
+            add_subset_cells(report, data, name, keep, cfg)
+        shot_cols = list(cols)
+        if cfg.shots > 0:
+            for col, pred in shot_cols[:2]:
+                _add(k_shot(pred, data, cfg, name=col))
+        if cifar_sources:
+            from napbench.zoo.gennape.predictors import LABEL_TASK
+
+            if any(LABEL_TASK.get(f) == "cifar10" for f in sources) and any(LABEL_TASK.get(f) != "cifar10" for f in sources):
+                cif = build_predictor("gennape", cfg, caches=caches, **{**kw, "source_task": "cifar10"})
+                cif.fit(ds, y, epochs=cfg.epochs, seed=cfg.fit_seed, progress=cfg.progress)
+                _add(zero_shot(cif, data, cfg, name="GENNAPE (CIFAR sources)"))
+                for name, keep in SUBSETS.get(target, {}).items():
+                    add_subset_cells(report, data, name, keep, cfg, only="GENNAPE (CIFAR sources)")
+                shot_cols.append(("GENNAPE (CIFAR sources)", cif))
+        if cfg.shots > 0:
+            for col, pred in shot_cols[2:]:
+                _add(k_shot(pred, data, cfg, name=col))
+        if out is not None:
+            report.write(out, plots=cfg.plots)
+    return report
+
+
+#: named subsets of a family reported next to it: NB-201 without ``none`` edges (4,096 cells),
+#: the space GENNAPE and Han et al. report on
+SUBSETS: dict[str, dict[str, Callable[[str], bool]]] = {"nb201": {"nb201 (no none, 4,096)": lambda arch: "none" not in arch}}
+
+
+def add_subset_cells(report: TransferReport, data: Labelled, name: str, keep: Callable[[str], bool], cfg: ProtocolConfig,
+                     *, only: str | None = None) -> None:
+    """Zero-shot cells of ``data.family`` restricted to the architectures ``keep`` accepts, as rows
+    ``name`` (computed from the predictions already made; needs ``max_eval`` None)."""
+    if cfg.max_eval is not None and cfg.max_eval < len(data):
+        return
+    mask = np.array([bool(keep(a)) for a in data.dataset.archs])
+    for c in [c for c in report.cells if c.target == data.family and c.setting == ZERO_SHOT and c.preds
+              and (only is None or c.predictor == only)]:
+        t, p = c.preds[0]
+        if len(t) != len(mask):
+            continue
+        sub = Cell(name, ZERO_SHOT, c.predictor, n_eval=int(mask.sum()), fitted=c.fitted)
+        _score_cell(sub, t[mask], p[mask], cfg.ks)
+        report.cells.append(sub)

@@ -164,6 +164,7 @@ class ZeroCostPredictor(LinearScorePredictor):
     """A zero-cost proxy (or the rank vote of all of them) on the rebuilt torch network."""
 
     description = "Baseline: a zero-cost proxy computed on the network at initialisation, linearly mapped to accuracy."
+    cache_factory = ProxyCache
 
     def __init__(
         self,

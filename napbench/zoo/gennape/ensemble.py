@@ -1,0 +1,250 @@
+"""``gennape``: GENNAPE's ensemble, with the members' spread as its uncertainty.
+
+Members (each a registered predictor, saved as a sub-folder of the ensemble's checkpoint):
+``gennape:cl+fcm+t``, ``gennape:cl+t``, ``gennape:cl+pairwise``, ``gennape:cl+fcm+pairwise``
+(all four share one pretrained contrastive encoder), ``kgnn`` and ``flops``.
+
+Every member works on one scale, the **per-family z-score** of the label: the GENNAPE heads by
+their label transforms (pairwise members: the normal quantile of their merge-sort rank),
+``kgnn`` and ``flops`` by being fitted on per-family z-scored labels.
+
+* zero-shot, the prediction is the **equal-weight mean** of the members' z-scores: how many
+  standard deviations above the mean of its family the label is expected to be;
+* :meth:`GennapeEnsemble.fine_tune` standardises the k target labels with their own mean and
+  standard deviation, fine-tunes every member on them, and weights the members by the
+  softmax of their Kendall tau on that sample (after fine-tuning; ``weight_temperature``
+  divides the taus, 1.0 = the plain softmax); predictions are then mapped back to the target's
+  label units with the sample's mean and standard deviation;
+* the **uncertainty** is the weighted standard deviation of the members' predictions
+  (:meth:`GennapeEnsemble.predict_with_uncertainty` also returns each member's value).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from napbench.errors import InvalidArgumentError
+from napbench.zoo._checkpoint import load_members, save_members
+from napbench.zoo._graphs import GraphsLike, check_graphs_labels, graph_family_of_each, is_dataset
+from napbench.zoo._interface import Predictor, utc_now
+from napbench.zoo._registry import get_predictor, register_predictor
+from napbench.zoo.gennape import transforms as T
+from napbench.zoo.gennape.predictors import LABEL_TASK, EncoderCache, GennapePredictor
+
+#: the members, in order
+MEMBERS: tuple[str, ...] = ("gennape:cl+fcm+t", "gennape:cl+t", "gennape:cl+pairwise", "gennape:cl+fcm+pairwise", "kgnn", "flops")
+
+__all__ = ["MEMBERS", "GennapeEnsemble"]
+
+
+@register_predictor("gennape")
+class GennapeEnsemble(Predictor):
+    """GENNAPE ensemble (see the module docstring)."""
+
+    description = ("GENNAPE ensemble: CL+FCM+T, CL+T, two pairwise rankers (with and without FCM), a k-GNN and FLOPs; "
+                   "equal weights zero-shot, softmax of Kendall tau after fine-tuning; members' spread = uncertainty.")
+    pretrainable = True
+    cache_factory = EncoderCache
+    meaning: ClassVar[str] = (
+        "Zero-shot: a z-score, the predicted number of standard deviations by which the architecture's label "
+        "(CIFAR-10 validation accuracy for NAS-Bench families, Taskonomy class_object score for TransNAS-Bench-101) "
+        "lies above the mean of its family; compare architectures within one family. After fine-tuning on k labelled "
+        "target architectures: the target's own label units (e.g. CIFAR-10 accuracy in %). The uncertainty is the "
+        "weighted standard deviation of the six members' predictions."
+    )
+
+    def __init__(
+        self,
+        members: list[str] = MEMBERS,  # type: ignore[assignment]
+        member_kwargs: dict[str, Any] | None = None,
+        kgnn_epochs: int = 8,
+        weight_temperature: float = 1.0,
+        source_task: str | None = None,
+        root: str | None = None,
+        mirror: str | None = None,
+        cache: EncoderCache | None = None,
+    ) -> None:
+        super().__init__()
+        bad = [m for m in members if m.startswith("gennape") and m not in _GENNAPE_MEMBERS]
+        if bad or not members:
+            raise InvalidArgumentError(f"ensemble members {bad or members!r} are invalid; expected names among {list(MEMBERS)}")
+        if weight_temperature <= 0:
+            raise InvalidArgumentError(f"weight_temperature is {weight_temperature}; expected > 0")
+        self.member_names = list(members)
+        self.member_kwargs = dict(member_kwargs or {})
+        self.kgnn_epochs, self.weight_temperature, self.source_task = int(kgnn_epochs), float(weight_temperature), source_task
+        self.root, self.mirror = root, mirror
+        self.cache = cache if cache is not None else EncoderCache()
+        self.members: list[Predictor] = []
+        self.register_buffer("weights", torch.full((len(self.member_names),), 1.0 / len(self.member_names), dtype=torch.float64))
+        self.register_buffer("out_map", torch.tensor([0.0, 1.0], dtype=torch.float64))
+        self.register_buffer("taus", torch.zeros(len(self.member_names), dtype=torch.float64))
+
+    # -- config / checkpoints ---------------------------------------------------------------
+    def checkpoint_config(self) -> dict[str, Any]:
+        cfg = super().checkpoint_config()
+        cfg.pop("cache", None)
+        cfg["member_dirs"] = [f"{i:02d}-{n.replace(':', '-').replace('+', '-')}" for i, n in enumerate(self.member_names)]
+        return cfg
+
+    def _shared_on_clone(self) -> dict[int, Any]:
+        return {id(self.cache): self.cache}
+
+    def _save_pretrained(self, save_directory: Path) -> None:
+        if len(self.members) != len(self.member_names):
+            raise InvalidArgumentError("the ensemble is not fitted; expected fit() before save_pretrained()")
+        super()._save_pretrained(save_directory)
+        save_members(Path(save_directory), list(zip(self.member_names, self.members)))
+
+    def _load_extra(self, folder: str) -> None:
+        from napbench.zoo._checkpoint import read_config
+
+        subdirs = read_config(folder).get("member_dirs") or []
+        members = load_members(folder, subdirs)
+        first: GennapePredictor | None = None
+        for m in members:
+            if isinstance(m, GennapePredictor):
+                if first is None:
+                    first = m
+                    first.cache = self.cache
+                elif m.fingerprint() == first.fingerprint():
+                    m.share_encoder(first)
+                else:
+                    m.cache = self.cache
+        self.members = members
+
+    # -- fitting ----------------------------------------------------------------------------
+    def _build(self) -> list[Predictor]:
+        out: list[Predictor] = []
+        for name in self.member_names:
+            if name in _GENNAPE_MEMBERS:
+                kw = {"root": self.root, "mirror": self.mirror, "cache": self.cache, "source_task": self.source_task, **self.member_kwargs}
+                out.append(get_predictor(name, **kw))
+            elif name == "kgnn":
+                out.append(get_predictor("kgnn", epochs=self.kgnn_epochs))
+            else:
+                out.append(get_predictor(name))
+        return out
+
+    def pretrain(self, graphs: GraphsLike, *, epochs: int | None = None, seed: int = 0, progress: bool = True) -> GennapeEnsemble:
+        """Pretrain the shared encoder on ``graphs`` (no labels)."""
+        self.members = self._build()
+        first = self._first_gennape()
+        first.pretrain(graphs, epochs=epochs, seed=seed, progress=progress)
+        for m in self.members:
+            if isinstance(m, GennapePredictor) and m is not first:
+                m.share_encoder(first)
+        self.training_info["pretrain"] = dict(first.training_info.get("pretrain") or {})
+        return self
+
+    def _first_gennape(self) -> GennapePredictor:
+        for m in self.members:
+            if isinstance(m, GennapePredictor):
+                return m
+        raise InvalidArgumentError("the ensemble has no GENNAPE member; expected at least one gennape:* member")
+
+    def fit(self, graphs: GraphsLike, y: Any, *, epochs: int | None = None, seed: int = 0, progress: bool = True) -> GennapeEnsemble:
+        """Fit every member (GENNAPE members share one pretrained encoder); equal weights."""
+        from tqdm.auto import tqdm
+
+        y = check_graphs_labels(graphs, y)
+        pretrained = bool(self.members) and any(isinstance(m, GennapePredictor) and bool(m.pretrained) for m in self.members)
+        if not pretrained:
+            self.members = self._build()
+        first = None
+        for m in self.members:
+            if isinstance(m, GennapePredictor):
+                if first is None:
+                    first = m
+                else:
+                    m.share_encoder(first)
+        g_z, z = _family_z(graphs, y, self.source_task)
+        for name, m in tqdm(list(zip(self.member_names, self.members)), desc="fit gennape", unit="member", disable=not progress):
+            if isinstance(m, GennapePredictor):
+                m.fit(graphs, y, epochs=epochs, seed=seed, progress=progress)
+                if m is first:
+                    for other in self.members:
+                        if isinstance(other, GennapePredictor) and other is not first:
+                            other.share_encoder(first)
+            else:
+                m.fit(g_z, z, seed=seed, progress=False)
+        n = len(self.members)
+        self.weights = torch.full((n,), 1.0 / n, dtype=torch.float64)
+        self.out_map = torch.tensor([0.0, 1.0], dtype=torch.float64)
+        self.taus = torch.zeros(n, dtype=torch.float64)
+        pre = first.training_info.get("pretrain") if first is not None else None
+        self._record("fit", graphs, y, seed=seed, members=self.member_names, when=utc_now())
+        if pre:
+            self.training_info["pretrain"] = dict(pre)
+        return self
+
+    def fine_tune(self, graphs: GraphsLike, y: Any, *, epochs: int | None = None, seed: int = 0, progress: bool = True) -> GennapeEnsemble:
+        """Fine-tune every member on the standardised k samples; weights = softmax(Kendall tau / temperature)."""
+        from scipy.stats import kendalltau
+
+        y = check_graphs_labels(graphs, y)
+        self._check_fitted()
+        mu, sd = float(y.mean()), float(y.std()) if y.std() > 0 else 1.0
+        z = (y - mu) / sd
+        taus = []
+        for m in self.members:
+            m.fine_tune(graphs, z, epochs=epochs if isinstance(m, GennapePredictor) else None, seed=seed, progress=False)
+            p = m.predict(graphs)
+            tau = kendalltau(p, z).statistic if np.ptp(p) > 0 else 0.0
+            taus.append(0.0 if not np.isfinite(tau) else float(tau))
+        self.taus = torch.tensor(taus, dtype=torch.float64)
+        self.weights = torch.softmax(self.taus / self.weight_temperature, dim=0)
+        self.out_map = torch.tensor([mu, sd], dtype=torch.float64)
+        self._record("fine_tune", graphs, y, seed=seed, taus=[round(t, 4) for t in taus],
+                     weights=[round(float(w), 4) for w in self.weights])
+        return self
+
+    # -- prediction -------------------------------------------------------------------------
+    def _check_fitted(self) -> None:
+        if not self.members or not self.is_fitted:
+            raise InvalidArgumentError("the gennape ensemble is not fitted; expected fit() or a checkpoint first")
+
+    def member_predictions(self, graphs: GraphsLike) -> np.ndarray:
+        """``(members, N)`` predictions on the ensemble's scale (before the target mapping)."""
+        self._check_fitted()
+        return np.stack([np.asarray(m.predict(graphs), dtype=np.float64) for m in self.members])
+
+    def predict_with_uncertainty(self, graphs: GraphsLike) -> dict[str, Any]:
+        """``mean`` (the prediction), ``std`` (weighted spread of the members), ``members`` (name -> values), ``weights``."""
+        p = self.member_predictions(graphs)
+        w = self.weights.numpy()[:, None]
+        mean = (w * p).sum(0)
+        std = np.sqrt((w * (p - mean) ** 2).sum(0))
+        a, b = (float(v) for v in self.out_map)
+        return {"mean": a + b * mean, "std": b * std, "members": {n: a + b * p[i] for i, n in enumerate(self.member_names)},
+                "weights": dict(zip(self.member_names, self.weights.tolist()))}
+
+    def predict(self, graphs: GraphsLike, *, progress: bool = False) -> np.ndarray:
+        """The weighted mean of the members (see the module docstring for its scale)."""
+        return self.predict_with_uncertainty(graphs)["mean"]
+
+
+def _family_z(graphs: GraphsLike, y: np.ndarray, source_task: str | None) -> tuple[GraphsLike, np.ndarray]:
+    fams = graph_family_of_each(graphs)
+    keep = [i for i, f in enumerate(fams) if source_task is None or LABEL_TASK.get(f) == source_task]
+    if len(keep) < len(fams):
+        graphs = graphs.subset(keep) if is_dataset(graphs) else [graphs[i] for i in keep]
+        y, fams = y[keep], [fams[i] for i in keep]
+    stats = T.family_stats(y, fams)
+    return graphs, T.to_target(y, transform="family", families=fams, macs=np.zeros(len(y)), stats=stats)
+
+
+_GENNAPE_MEMBERS = frozenset({"gennape:cl", "gennape:cl+t", "gennape:cl+fcm+t", "gennape:cl+pairwise", "gennape:cl+fcm+pairwise"})
+
+
+def member_kwargs_from(params: Mapping[str, Any]) -> dict[str, Any]:
+    """The GENNAPE member options among ``params`` (keys of ``GennapePredictor.__init__``)."""
+    import inspect
+
+    names = set(inspect.signature(GennapePredictor.__init__).parameters) - {"self", "variant", "fcm", "transform", "cache"}
+    return {k: v for k, v in params.items() if k in names}

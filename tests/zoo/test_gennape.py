@@ -1,0 +1,272 @@
+"""GENNAPE: contrastive loss, FCM, label transforms, heads, ensemble, checkpoints, predict CLI."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from scipy.stats import kendalltau
+
+from napbench import zoo
+from napbench.datasets import build, dataset_path, load
+from napbench.errors import InvalidArgumentError
+from napbench.zoo.gennape import transforms as T
+from napbench.zoo.gennape.encoder import laplacian_spectra, spectral_contrastive_loss, spectral_weights
+from napbench.zoo.gennape.fcm import fit_fcm, memberships
+from napbench.zoo.gennape.heads import ClusterMLP, merge_sort_rank, train_pairwise, train_regression
+
+N_NB201 = 64
+#: tiny but complete settings (encoder sizes are the paper's; only data and epochs shrink)
+TINY = {"pretrain_families": ["nb201"], "pretrain_per_family": 24, "pretrain_epochs": 3, "batch_size": 12, "epochs": 8,
+        "grid_epochs": 2, "clusters": [2], "fuzziness": [1.5, 2.0], "pairs_per_epoch": 400, "fine_tune_epochs": 20}
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if not os.environ.get("NAPBENCH_MIRROR"):
+        pytest.fail("NAPBENCH_MIRROR is not set; point it at the shared data mirror (e.g. /work/shared/data)")
+    root = tmp_path_factory.getbasetemp() / "napbench-home"
+    root.mkdir(exist_ok=True)
+    if not dataset_path("nb201", root).exists():
+        build("nb201", root, limit=N_NB201, progress=False)
+    return root
+
+
+@pytest.fixture(scope="module")
+def nb201(home: Path):
+    ds = load("nb201", home, progress=False)
+    return ds, ds.labels()
+
+
+@pytest.fixture(scope="module")
+def ensemble(home: Path, nb201):
+    ds, y = nb201
+    p = zoo.get_predictor("gennape", member_kwargs=TINY, kgnn_epochs=2, root=str(home))
+    return p.fit(ds.subset(list(range(48))), y[:48], progress=False)
+
+
+# -- contrastive loss ---------------------------------------------------------------------
+def test_contrastive_loss_equals_hand_computed_value() -> None:
+    # two graphs; view 1 and view 2 identical unit vectors e1, e2; spectra 0 and 0.1; tau 1, T 0.05
+    z = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    eigs = torch.tensor([[0.0], [0.1]])
+    got = float(spectral_contrastive_loss(z, z.clone(), eigs, tau=1.0, spectral_temperature=0.05))
+    w_self = 1.0 / (1.0 + math.exp(-2.0))  # softmax of (-0/0.05, -0.1/0.05)
+    w_other = 1.0 - w_self
+    # every anchor sees the other 3 embeddings: its twin (cos 1) and two orthogonal ones (cos 0)
+    lse = math.log(math.e + 2.0)
+    log_twin, log_orth = 1.0 - lse, 0.0 - lse
+    per_anchor = w_self * log_twin + w_other * log_orth
+    expected = -(4 * per_anchor) / (2 * 2)
+    assert got == pytest.approx(expected, rel=1e-6)
+    w = spectral_weights(eigs, 0.05)
+    assert torch.allclose(w.sum(1), torch.ones(2)) and float(w[0, 0]) == pytest.approx(w_self)
+
+
+def test_contrastive_loss_rejects_mismatched_views() -> None:
+    with pytest.raises(InvalidArgumentError, match="views"):
+        spectral_contrastive_loss(torch.zeros(3, 4), torch.zeros(2, 4), torch.zeros(3, 11))
+
+
+def test_spectra_match_compgraph(nb201) -> None:
+    from napbench.zoo.features import PackedGraphs
+
+    ds, _ = nb201
+    graphs = ds.graphs[:3]
+    got = laplacian_spectra(PackedGraphs.from_graphs(graphs), 11)
+    for g, row in zip(graphs, got):
+        np.testing.assert_allclose(row, g.laplacian_eigenvalues(11), atol=1e-9)
+
+
+# -- FCM ------------------------------------------------------------------------------------
+def test_fcm_memberships_sum_to_one_and_recover_planted_clusters() -> None:
+    rng = np.random.default_rng(0)
+    centres = np.array([[0.0, 0.0], [8.0, 0.0], [0.0, 8.0]])
+    labels = np.repeat(np.arange(3), 60)
+    x = centres[labels] + rng.normal(scale=0.7, size=(180, 2))
+    res = fit_fcm(x, 3, 2.0, seed=1)
+    assert res.converged and res.iterations > 0
+    np.testing.assert_allclose(res.u.sum(1), 1.0, atol=1e-12)
+    found = res.u.argmax(1)
+    for k in range(3):  # each planted cluster maps onto exactly one found cluster
+        assert len(set(found[labels == k])) == 1
+    assert len(set(found)) == 3
+    # new points get memberships from the fixed centroids
+    u_new = memberships(centres + 0.1, res.centroids, 2.0)
+    np.testing.assert_allclose(u_new.sum(1), 1.0, atol=1e-12)
+    assert sorted(u_new.argmax(1).tolist()) == [0, 1, 2] and (u_new.max(1) > 0.9).all()
+    with pytest.raises(InvalidArgumentError, match="fuzziness"):
+        memberships(x, res.centroids, 1.0)
+
+
+# -- label transforms -----------------------------------------------------------------------
+def test_label_transforms_round_trip() -> None:
+    rng = np.random.default_rng(3)
+    y = np.concatenate([rng.normal(90, 3, 20), rng.normal(45, 8, 10)])
+    fams = ["nb201"] * 20 + ["transnas101_micro"] * 10
+    macs = rng.uniform(1e7, 5e9, 30)
+    stats = T.family_stats(y, fams)
+    for name in T.TRANSFORMS:
+        t = T.to_target(y, transform=name, families=fams, macs=macs, stats=stats)
+        z = T.from_target(t, transform=name, macs=macs)
+        back = z if name == "none" else T.to_labels(z, fams, stats)
+        np.testing.assert_allclose(back, y, rtol=1e-12)
+    t = T.to_target(y, transform="flops", families=fams, macs=macs, stats=stats)
+    z = T.to_target(y, transform="family", families=fams, macs=macs, stats=stats)
+    np.testing.assert_allclose(t, z / (np.log10(macs / 1e9 + 1) + 1))
+    assert abs(z[:20].mean()) < 1e-12 and z[:20].std() == pytest.approx(1.0)
+    with pytest.raises(InvalidArgumentError, match="transform"):
+        T.check_transform("log")
+
+
+# -- heads: each member's loss falls --------------------------------------------------------
+def test_regression_and_pairwise_heads_learn() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 5))
+    y = x[:, 0] - 0.5 * x[:, 1]
+    u = np.full((200, 2), 0.5)
+    torch.manual_seed(0)
+    reg = ClusterMLP(2, 5, 32, 2)
+    hist = train_regression(reg, x, y, u, epochs=15, lr=3e-3, batch_size=50, seed=0)
+    assert hist[-1] < 0.5 * hist[0]
+    torch.manual_seed(0)
+    pair = ClusterMLP(2, 10, 32, 2)
+    hist = train_pairwise(pair, x, y, u, [np.arange(200)], epochs=5, pairs_per_epoch=1500, lr=3e-3, batch_size=256, seed=0)
+    assert hist[-1] < 0.7 * hist[0]
+    calls = [0]
+    rank = merge_sort_rank(pair, x, u, counter=calls)
+    assert sorted(rank.tolist()) == list(range(200)) and 0 < calls[0] < 200 * 8
+    from scipy.stats import spearmanr
+
+    assert spearmanr(rank, y).statistic > 0.8
+
+
+def test_every_member_loss_falls(ensemble) -> None:
+    for name, m in zip(ensemble.member_names, ensemble.members):
+        if name == "flops":
+            continue  # a closed-form least-squares map
+        hist = m.history if isinstance(m.history, dict) else {"fit": m.history}
+        for stage, h in hist.items():
+            assert len(h) >= 2 and h[-1] < h[0], (name, stage, h)
+
+
+# -- the ensemble ---------------------------------------------------------------------------
+def test_zero_shot_weights_equal_and_prediction_is_member_mean(ensemble, nb201) -> None:
+    ds, _ = nb201
+    tgt = ds.subset(list(range(48, 64)))
+    r = ensemble.predict_with_uncertainty(tgt)
+    w = ensemble.weights.numpy()
+    np.testing.assert_allclose(w, 1.0 / len(w))
+    members = np.stack(list(r["members"].values()))
+    np.testing.assert_allclose(r["mean"], members.mean(0), atol=1e-12)
+    np.testing.assert_allclose(r["std"], members.std(0), atol=1e-12)
+
+
+def test_fine_tuned_weights_follow_kendall_taus(ensemble, nb201) -> None:
+    ds, y = nb201
+    shots = ds.subset(list(range(40, 64)))
+    tuned = ensemble.clone().fine_tune(shots, y[40:], progress=False)
+    taus = tuned.taus.numpy()
+    z = (y[40:] - y[40:].mean()) / y[40:].std()
+    for m, tau in zip(tuned.members, taus):
+        assert tau == pytest.approx(kendalltau(m.predict(shots), z).statistic, abs=1e-9)
+    np.testing.assert_allclose(tuned.weights.numpy(), np.exp(taus) / np.exp(taus).sum(), rtol=1e-9)
+    assert np.array_equal(np.argsort(tuned.weights.numpy(), kind="stable"), np.argsort(taus, kind="stable"))
+    # predictions come back in label units; the original ensemble is untouched
+    assert abs(float(np.mean(tuned.predict(shots))) - float(y[40:].mean())) < 3 * float(y[40:].std())
+    np.testing.assert_allclose(ensemble.weights.numpy(), 1.0 / len(taus))
+
+
+def test_save_load_identical_predictions_members_included(tmp_path: Path, ensemble, nb201) -> None:
+    ds, y = nb201
+    tuned = ensemble.clone().fine_tune(ds.subset(list(range(40, 64))), y[40:], progress=False)
+    ck = tmp_path / "ck"
+    tuned.save_pretrained(ck, card={"results": [{"dataset": "nb201", "setting": "test", "metrics": {"srcc": 0.5}}]})
+    assert sorted(p.name for p in (ck / "members").iterdir()) == [
+        "00-gennape-cl-fcm-t", "01-gennape-cl-t", "02-gennape-cl-pairwise", "03-gennape-cl-fcm-pairwise", "04-kgnn", "05-flops"]
+    back = zoo.load(ck)
+    assert back.member_names == tuned.member_names
+    tgt = ds.subset(list(range(64)))
+    np.testing.assert_array_equal(back.predict(tgt), tuned.predict(tgt))
+    for a, b in zip(tuned.members, back.members):
+        np.testing.assert_array_equal(a.predict(tgt), b.predict(tgt))
+    # members that shared one encoder share it again after loading
+    encs = {id(m.encoder) for m in back.members if hasattr(m, "encoder")}
+    assert len(encs) == 1
+    from huggingface_hub import ModelCard
+
+    card = ModelCard.load(ck / "README.md")
+    assert card.data.eval_results[0].metric_value == 0.5 and card.data.library_name == "napbench"
+    # a single member loads alone, too
+    member = zoo.load(ck / "members" / "00-gennape-cl-fcm-t")
+    np.testing.assert_array_equal(member.predict(tgt), tuned.members[0].predict(tgt))
+
+
+def test_checkpoint_records_vocabulary_size(ensemble) -> None:
+    from napbench.conversion.vocab import OPS
+
+    cfg = ensemble.members[0].checkpoint_config()
+    assert cfg["num_ops"] == len(OPS) and cfg["ops"] == list(OPS)
+    assert ensemble.members[0].encoder.in_dim == len(OPS) + 9
+
+
+def test_registry_discovers_gennape_without_base_edits() -> None:
+    names = zoo.list_predictors()
+    for n in ("gennape", "gennape:cl", "gennape:cl+t", "gennape:cl+fcm+t", "gennape:cl+pairwise", "gennape:cl+fcm+pairwise"):
+        assert n in names
+        assert zoo.get_predictor(n).predictor_name == n
+    import inspect
+
+    import napbench.zoo._base as base
+
+    assert "gennape" not in inspect.getsource(base) and "kgnn" not in inspect.getsource(base)
+
+
+# -- predict CLI: every frontend ----------------------------------------------------------
+FACTORY = '''
+from torch import nn
+def tiny():
+    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 10))
+'''
+
+
+def _models(tmp_path: Path) -> dict[str, list[str]]:
+    import importlib.util
+
+    factory = tmp_path / "tinynet.py"
+    factory.write_text(FACTORY)
+    spec = importlib.util.spec_from_file_location("tinynet", factory)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)  # type: ignore[union-attr]
+    onnx_path = tmp_path / "tiny.onnx"
+    torch.onnx.export(mod.tiny().eval(), (torch.zeros(1, 3, 32, 32),), str(onnx_path), dynamo=False)
+    import keras
+
+    km = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Conv2D(8, 3, padding="same"), keras.layers.BatchNormalization(),
+                           keras.layers.ReLU(), keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(10)])
+    keras_path = tmp_path / "tiny.keras"
+    km.save(keras_path)
+    return {"torch": [f"{factory}:tiny", "--input-shape", "3,32,32"], "onnx": [str(onnx_path)], "keras": [str(keras_path)]}
+
+
+def test_predict_prints_prediction_interval_meaning_percentile(tmp_path: Path, home: Path, ensemble,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    from napbench.cli import main
+
+    ck = tmp_path / "ck"
+    ensemble.save_pretrained(ck)
+    for frontend, model in _models(tmp_path).items():
+        assert main(["predict", str(ck), *model, "--root", str(home), "--reference-size", "30"]) == 0, frontend
+        out = capsys.readouterr().out
+        assert "prediction:" in out and "+-" in out and "interval:" in out, (frontend, out)
+        assert "meaning:" in out and "z-score" in out
+        assert "percentile:" in out and "among 30 nb201 architectures" in out
+        pct = float(out.split("percentile:")[1].split()[0])
+        assert 0.0 <= pct <= 100.0
+        assert main(["predict", str(ck), *model, "--quiet"]) == 0
+        assert np.isfinite(float(capsys.readouterr().out.strip()))
