@@ -173,7 +173,7 @@ class Predictor(
         if card is None and model_card_kwargs:
             card = model_card_kwargs.get("card")
         target = Path(save_directory)
-        with atomic_dir(target, is_ours=is_checkpoint_folder, what="checkpoint folder") as tmp:
+        with atomic_dir(target, is_ours=is_checkpoint_folder, what="napbench checkpoint folder") as tmp:
             self.write_checkpoint(tmp, card=card, config=config)
         if push_to_hub:  # pragma: no cover - needs the network; a later issue publishes to the Hub
             cfg = {**dict(config or {}), **self.checkpoint_config()}
