@@ -89,6 +89,10 @@ def read_config(folder: str | os.PathLike[str]) -> dict[str, Any]:
         config = json.loads(cfg_file.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise CheckpointError(f"{cfg_file} is not valid JSON ({exc.msg}); expected a napbench checkpoint config") from None
+    except UnicodeDecodeError:
+        raise CheckpointError(f"{cfg_file} is not UTF-8 text; expected a napbench checkpoint config (JSON)") from None
+    except OSError as exc:
+        raise CheckpointError(f"{cfg_file} cannot be read ({exc.strerror}); expected a napbench checkpoint config") from None
     if not isinstance(config, dict):
         raise CheckpointError(f"{cfg_file} holds a {type(config).__name__}; expected a JSON object")
     check_checkpoint_config(config, str(folder))
