@@ -400,14 +400,20 @@ class _Elementwise(_Op):
         out = tuple(node.output_shape)
         n_out = math.prod(out)
         nd = len(out) - 1
-        #: per input: "same", "relayout", "lift" (vector over a map), "tile" (tokens), "bcast" (as held)
+        #: per input: "same", "relayout" (to ``self.targets[i]``), "lift" (vector over a map), "tile"
+        #: (tokens), "bcast" (as held)
         self.modes: list[str] = []
+        self.targets: list[tuple[int, ...]] = []
         tiles = set()
         for s in map(tuple, node.input_shapes):
+            self.targets.append(out)
             if s == out:
                 mode = "same"
             elif math.prod(s) == n_out:
                 mode = "relayout"
+            elif len(s) > 1 and s[0] < out[0] and math.prod(s) * out[0] == n_out * s[0] and len(s) != len(out):
+                mode = "relayout"  # every position of the output, in another form: (1, H, W) gating (F, H*W)
+                self.targets[-1] = (s[0], *out[1:])
             elif len(out) >= 3 and len(s) == 1:
                 mode = "lift"
             elif len(out) == 2 and s[:1] == out[:1] and n_out % max(math.prod(s), 1) == 0:
@@ -426,13 +432,15 @@ class _Elementwise(_Op):
         if self.tile:  # token tensors as (batch, M / m, m, F); the smaller ones (batch, 1, m, F)
             m, f, big = self.tile, out[0], out[1] // self.tile if len(out) == 2 else 1
         ys = []
-        for x, s, mode in zip(xs, self.in_shapes, self.modes):
+        for x, s, mode, target in zip(xs, self.in_shapes, self.modes, self.targets):
             if mode == "relayout":
-                x = _relayout(x, s, out)
+                x = _relayout(x, s, target)
             elif mode == "lift":
                 x = _to_map(x, self.nd)
-            if self.tile:
-                x = x.reshape(-1, 1, m, f) if mode == "tile" else x.reshape(-1, big, m, f) if mode != "bcast" else x
+            if self.tile and mode == "tile":
+                x = x.reshape(-1, 1, m, f)
+            elif self.tile and mode != "bcast":
+                x = x.reshape(-1, big, m, target[0])
             ys.append(x)
         y = ys[0]
         for x in ys[1:]:
@@ -493,6 +501,10 @@ class _MatMul(_Op):
         super().__init__(node)
         a, b = (math.prod(s) for s in node.input_shapes)
         out = tuple(node.output_shape)
+        #: a product of two maps over their last two axes keeps the map layout (the frontend records it so)
+        self.maps = all(len(s) >= 3 for s in (*node.input_shapes, out))
+        if self.maps:
+            return
         k, n = max(int(node.inner), 1), out[0]
         groups = b // (k * n) if b % (k * n) == 0 else 0
         if not groups or a % (k * groups) or (math.prod(out) // n) != a // k:
@@ -501,6 +513,8 @@ class _MatMul(_Op):
         self.k, self.n, self.groups, self.m = k, n, groups, a // (k * groups)
 
     def forward(self, a: Tensor, b: Tensor) -> Tensor:
+        if self.maps:
+            return torch.matmul(a, b)
         sa, sb = self.in_shapes
         a = _last(a, sa).reshape(-1, self.groups, self.m, self.k)
         b = _last(b, sb).reshape(-1, self.groups, self.k, self.n)
