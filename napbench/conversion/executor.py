@@ -3,25 +3,41 @@
 The executor is a table, :data:`OP_BUILDERS`: vocabulary op -> a small builder that takes the
 :class:`~napbench.conversion.graph.Node` and returns an ``nn.Module`` computing that node from
 its inputs (one op = one entry; :func:`register_op` adds one). :class:`GraphNet` runs the
-nodes in topological order. Tensors between nodes are held in the graph's canonical shapes,
-``(batch, *node.output_shape)`` (a spatially 1x1 map is a ``(batch, C)`` vector), so every
-builder sees exactly the shapes the graph records; the few ops that produce a spatial 1x1 map
-flatten it (plumbing the frontends prune).
+nodes in topological order. Tensors between nodes are held in the graph's canonical shapes
+with a batch axis in front, except that a 2-d canonical shape ``(F, M)`` (token tensors, 1-d
+maps) is held features-last, ``(batch, M, F)``, the way frameworks write tokens (see
+``_rshape``); a spatially 1x1 map is a ``(batch, C)`` vector. Spatial layers transpose 1-d maps
+to channel-first around the layer; :class:`GraphNet` takes and returns canonical order.
+
+Vocabulary 2.0 semantics (``napbench.conversion.vocab``): ``linear``, ``softmax``,
+``layernorm``, ``groupnorm``, ``bn`` and ``reduce_*`` act on the canonical axis 0 (a map stays
+a map; ``reduce_*`` keep it as a unit axis); a ``linear`` whose input's axis 0 is not its
+``C_in`` (heads merged back by plumbing) reads the input as rows of ``C_in``. ``matmul`` of
+``a`` (rows of ``K = node.inner``) and ``b`` is the batched product ``(B, M, K) x (B, K, N)``
+with ``B = prod(b) / (K * N)`` (heads x windows), output ``(N, B*M)``; a product of two maps
+keeps the map. ``concat`` joins features when the inputs' axes 0 add up to the output's, else
+positions (a class token before the patch tokens). ``param`` is an ``nn.Parameter`` of
+``weight_shape`` used as ``output_shape`` (its elements repeated in order when the output is
+larger: a relative-position bias table). Elementwise ops broadcast a ``(C,)`` vector over a
+map, a smaller ``(F, m)`` token tensor tiled over ``(F, M)`` (a bias over windows), and read an
+input of another canonical form but the same positions through plumbing. ``slice`` takes the
+leading elements of each axis, or (q/k/v and heads of a fused projection) the leading rows of
+the output's feature size.
 
 Each weighted op uses the standard torch layer (``nn.Conv2d``, ``nn.Linear``, a BatchNorm
-subclass, ``nn.ReLU``...), so hooks keyed on module types -- the zero-cost proxies' prunable
-layers and NASWOT's ReLU calls -- see the same layers as in a hand-written network, and
-``napbench.conversion.from_torch(to_torch(g))`` gives back ``g.canonical_hash``.
+subclass, ``nn.LayerNorm``, ``nn.GroupNorm``, ``nn.ReLU``...), so hooks keyed on module types --
+the zero-cost proxies' prunable layers and NASWOT's ReLU calls -- see the same layers as in a
+hand-written network, and ``napbench.conversion.from_torch(to_torch(g))`` gives back
+``g.canonical_hash`` (tested on the golden ops, the reference networks, every family and the
+five token networks: ViT, ConvNeXt, Swin, MobileViT, SE hybrid).
 
 What a CG does not record is filled with the torch default: the slope of ``leaky_relu``
 (0.01), the constant of ``scale`` (1.0, held in a buffer so that the node survives tracing),
-the crop of ``slice`` (the leading elements of each axis), nearest-neighbour ``upsample``,
-zero ``pad``. ``conv``/``pool`` padding that is asymmetric (TensorFlow 'same') becomes an
-explicit pad before a symmetric layer; pooling's ceil mode is inferred from the recorded
-output shape. Known limits of vocabulary 1.0 (fixed by vocabulary 2): ``layernorm`` normalises
-the trailing axes that its weight covers (PyTorch) or, failing that, the channel axis
-(Keras); ``groupnorm`` uses ``node.groups`` groups; ``linear`` on a feature map (not a
-vector) acts on the channel axis via ``movedim``, which the torch frontend cannot trace back.
+the crop of ``slice`` (the leading elements), nearest-neighbour ``upsample``, zero ``pad``,
+which rows of a ``param`` a gather reads. ``conv``/``pool`` padding that is asymmetric
+(TensorFlow 'same') becomes an explicit pad before a symmetric layer; pooling's ceil mode is
+inferred from the recorded output shape. A ``layernorm`` whose weight covers several trailing
+axes of a map (a vocabulary-1 graph) normalises those axes.
 
 Initialisation (``init=``): ``"default"`` -- each layer's own PyTorch initialisation, drawn in
 node order under ``torch.manual_seed(seed)`` in a forked RNG (the caller's RNG is untouched);
@@ -672,8 +688,9 @@ class GraphNet(nn.Module):
 
     ``forward(x)`` takes ``(batch, *graph.input_shape)`` and returns the output node's tensor
     ``(batch, *output_shape)`` (a tuple for several outputs). ``post`` (default None) is an
-    optional ``post(i, node, tensor) -> tensor`` applied to every node's output, e.g. to
-    rescale activations.
+    optional ``post(i, node, tensor) -> tensor`` applied to every node's output as held
+    (``(batch, M, F)`` for a 2-d canonical shape ``(F, M)``), e.g. to rescale activations.
+    A ``param`` node's value has batch 1 (its consumers broadcast it).
     """
 
     def __init__(self, graph: CompGraph, modules: dict[str, nn.Module]) -> None:
