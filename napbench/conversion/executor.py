@@ -128,12 +128,16 @@ def _unlast(y: Tensor, shape: Sequence[int]) -> Tensor:
     if len(shape) <= 1:
         return y.reshape(-1, *shape)
     if len(shape) == 2:  # (M, F)
+        if isinstance(y, Tensor) and y.dim() == 3 and tuple(y.shape[1:]) == (shape[1], shape[0]):
+            return y  # a no-op reshape of a square (M == F) tensor would make the torch frontend re-guess its layout
         return y.reshape(-1, shape[1], shape[0])
     return y.reshape(-1, *shape[1:], shape[0]).movedim(-1, 1)
 
 
 def _tokens(x: Tensor, shape: Sequence[int], f: int) -> Tensor:
     """``x`` (held for ``shape``) as ``(batch, prod(shape) / f, f)``: rows of ``f`` features."""
+    if len(shape) == 2 and shape[0] == f:  # already so; a no-op reshape would make the frontend re-guess the layout
+        return x
     return _last(x, shape).reshape(-1, math.prod(shape) // f, f)
 
 
@@ -506,7 +510,8 @@ class _Concat(_Op):
             return torch.cat([_relayout(x, s, p) for x, s, p in zip(xs, self.in_shapes, self.parts)], dim=self.dim)
         ts = [_tokens(x, s, self.out_shape[0]) for x, s in zip(xs, self.in_shapes)]
         b = max(t.shape[0] for t in ts)
-        return _unlast(torch.cat([t.expand(b, -1, -1) for t in ts], dim=1), self.out_shape)
+        y = torch.cat([t if t.shape[0] == b else t.expand(b, -1, -1) for t in ts], dim=1)  # params have batch 1
+        return y if len(self.out_shape) == 2 else _unlast(y, self.out_shape)
 
 
 class _MatMul(_Op):

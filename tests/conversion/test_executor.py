@@ -108,6 +108,35 @@ def test_v2_ops_on_tokens() -> None:
     _check(g)
 
 
+class _Tokens(nn.Module):
+    """Patch embedding to (B, 16, 8) tokens, then ``body``, then a head on the mean token."""
+
+    def __init__(self, body, widths: list[int]) -> None:
+        super().__init__()
+        self.embed, self.head, self.body = nn.Conv2d(3, 8, 4, 4), nn.Linear(8, 5), body
+        for i, w in enumerate(widths):
+            self.add_module(f"fc{i}", nn.Linear(w, 8))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        t = self.embed(x).flatten(2).transpose(1, 2)
+        return self.head(self.body(self, t).mean(1))
+
+
+@pytest.mark.parametrize(
+    ("body", "widths"),
+    [
+        pytest.param(lambda m, t: torch.cat([m.fc0(t[:, :8]), m.fc1(t[:, 8:])], 1), [8, 8], id="split_cat_positions_square"),
+        pytest.param(lambda m, t: m.fc0(torch.roll(t.view(-1, 4, 4, 8), (1, 1), (1, 2)).reshape(-1, 16, 8)), [8], id="roll"),
+        pytest.param(lambda m, t: m.fc1(torch.cat([m.fc0(t), t], -1)), [8, 16], id="cat_features"),
+        pytest.param(lambda m, t: m.fc0(t.softmax(-1) * t.mean(-1, keepdim=True)), [8], id="softmax_reduce_mean"),
+    ],
+)
+def test_token_plumbing(body, widths: list[int]) -> None:
+    """Token layouts the frontend resolves, including square (M == F) tokens, whose layout the
+    frontend must not re-guess from a no-op reshape in the executor."""
+    _check(from_torch(_Tokens(body, widths).eval(), (3, 16, 16)))
+
+
 def test_matmul_folds_groups_into_the_batch() -> None:
     """matmul(q, k) of heads: a (K, B*M) times b (K, B*N) -> (N, B*M), B = prod(b) / (K * N)."""
     h, n, d = 4, 5, 8  # heads, tokens, head size
