@@ -273,6 +273,22 @@ def test_a_node_whose_shapes_no_layer_reproduces_is_rejected() -> None:
         to_torch(CompGraph(nodes, (1,)))
 
 
+@pytest.mark.parametrize(
+    ("op", "shapes", "out", "match"),
+    [
+        ("concat", ((4, 6), (3, 5)), (7, 6), r"concat 'bad': inputs \[\(4, 6\), \(3, 5\)\] concatenate to neither"),
+        ("slice", ((4, 6),), (5, 7), r"slice 'bad': output \(5, 7\) does not fit in input \(4, 6\)"),
+    ],
+)
+def test_v2_shapes_no_op_reproduces_are_rejected(op: str, shapes: tuple, out: tuple, match: str) -> None:
+    nodes = [Node("input", output_shape=shapes[0])]
+    if len(shapes) > 1:
+        nodes.append(Node("param", output_shape=shapes[1], weight_shape=shapes[1]))
+    nodes.append(Node(op, inputs=tuple(range(len(shapes))), input_shapes=shapes, output_shape=out, name="bad"))
+    with pytest.raises(InvalidGraphError, match=match):
+        to_torch(CompGraph(tuple(nodes), (len(nodes) - 1,)))
+
+
 def test_not_a_graph() -> None:
     with pytest.raises(InvalidArgumentError, match="expected a CompGraph"):
         to_torch("model.onnx")  # type: ignore[arg-type]
