@@ -3,25 +3,41 @@
 The executor is a table, :data:`OP_BUILDERS`: vocabulary op -> a small builder that takes the
 :class:`~napbench.conversion.graph.Node` and returns an ``nn.Module`` computing that node from
 its inputs (one op = one entry; :func:`register_op` adds one). :class:`GraphNet` runs the
-nodes in topological order. Tensors between nodes are held in the graph's canonical shapes,
-``(batch, *node.output_shape)`` (a spatially 1x1 map is a ``(batch, C)`` vector), so every
-builder sees exactly the shapes the graph records; the few ops that produce a spatial 1x1 map
-flatten it (plumbing the frontends prune).
+nodes in topological order. Tensors between nodes are held in the graph's canonical shapes
+with a batch axis in front, except that a 2-d canonical shape ``(F, M)`` (token tensors, 1-d
+maps) is held features-last, ``(batch, M, F)``, the way frameworks write tokens (see
+``_rshape``); a spatially 1x1 map is a ``(batch, C)`` vector. Spatial layers transpose 1-d maps
+to channel-first around the layer; :class:`GraphNet` takes and returns canonical order.
+
+Vocabulary 2.0 semantics (``napbench.conversion.vocab``): ``linear``, ``softmax``,
+``layernorm``, ``groupnorm``, ``bn`` and ``reduce_*`` act on the canonical axis 0 (a map stays
+a map; ``reduce_*`` keep it as a unit axis); a ``linear`` whose input's axis 0 is not its
+``C_in`` (heads merged back by plumbing) reads the input as rows of ``C_in``. ``matmul`` of
+``a`` (rows of ``K = node.inner``) and ``b`` is the batched product ``(B, M, K) x (B, K, N)``
+with ``B = prod(b) / (K * N)`` (heads x windows), output ``(N, B*M)``; a product of two maps
+keeps the map. ``concat`` joins features when the inputs' axes 0 add up to the output's, else
+positions (a class token before the patch tokens). ``param`` is an ``nn.Parameter`` of
+``weight_shape`` used as ``output_shape`` (its elements repeated in order when the output is
+larger: a relative-position bias table). Elementwise ops broadcast a ``(C,)`` vector over a
+map, a smaller ``(F, m)`` token tensor tiled over ``(F, M)`` (a bias over windows), and read an
+input of another canonical form but the same positions through plumbing. ``slice`` takes the
+leading elements of each axis, or (q/k/v and heads of a fused projection) the leading rows of
+the output's feature size.
 
 Each weighted op uses the standard torch layer (``nn.Conv2d``, ``nn.Linear``, a BatchNorm
-subclass, ``nn.ReLU``...), so hooks keyed on module types -- the zero-cost proxies' prunable
-layers and NASWOT's ReLU calls -- see the same layers as in a hand-written network, and
-``napbench.conversion.from_torch(to_torch(g))`` gives back ``g.canonical_hash``.
+subclass, ``nn.LayerNorm``, ``nn.GroupNorm``, ``nn.ReLU``...), so hooks keyed on module types --
+the zero-cost proxies' prunable layers and NASWOT's ReLU calls -- see the same layers as in a
+hand-written network, and ``napbench.conversion.from_torch(to_torch(g))`` gives back
+``g.canonical_hash`` (tested on the golden ops, the reference networks, every family and the
+five token networks: ViT, ConvNeXt, Swin, MobileViT, SE hybrid).
 
 What a CG does not record is filled with the torch default: the slope of ``leaky_relu``
 (0.01), the constant of ``scale`` (1.0, held in a buffer so that the node survives tracing),
-the crop of ``slice`` (the leading elements of each axis), nearest-neighbour ``upsample``,
-zero ``pad``. ``conv``/``pool`` padding that is asymmetric (TensorFlow 'same') becomes an
-explicit pad before a symmetric layer; pooling's ceil mode is inferred from the recorded
-output shape. Known limits of vocabulary 1.0 (fixed by vocabulary 2): ``layernorm`` normalises
-the trailing axes that its weight covers (PyTorch) or, failing that, the channel axis
-(Keras); ``groupnorm`` uses ``node.groups`` groups; ``linear`` on a feature map (not a
-vector) acts on the channel axis via ``movedim``, which the torch frontend cannot trace back.
+the crop of ``slice`` (the leading elements), nearest-neighbour ``upsample``, zero ``pad``,
+which rows of a ``param`` a gather reads. ``conv``/``pool`` padding that is asymmetric
+(TensorFlow 'same') becomes an explicit pad before a symmetric layer; pooling's ceil mode is
+inferred from the recorded output shape. A ``layernorm`` whose weight covers several trailing
+axes of a map (a vocabulary-1 graph) normalises those axes.
 
 Initialisation (``init=``): ``"default"`` -- each layer's own PyTorch initialisation, drawn in
 node order under ``torch.manual_seed(seed)`` in a forked RNG (the caller's RNG is untouched);
@@ -96,6 +112,47 @@ def _to_map(x: Tensor, nd: int) -> Tensor:
     return x.reshape(x.shape[0], x.shape[1], *([1] * nd))
 
 
+def _rshape(shape: Sequence[int]) -> tuple[int, ...]:
+    """How the executor holds a canonical shape (after the batch axis): token tensors and 1-d maps
+    ``(F, M)`` as ``(M, F)`` (features last, as frameworks write tokens); vectors and maps as they are."""
+    return (shape[1], shape[0]) if len(shape) == 2 else tuple(shape)
+
+
+def _last(x: Tensor, shape: Sequence[int]) -> Tensor:
+    """``x`` (held for canonical ``shape``) with its canonical axis 0 last: ``(batch, ..., F)``."""
+    return x.movedim(1, -1) if len(shape) >= 3 else x
+
+
+def _unlast(y: Tensor, shape: Sequence[int]) -> Tensor:
+    """Inverse of :func:`_last`: a ``(batch, ..., F)`` tensor with ``prod(shape)`` elements per sample as held."""
+    if len(shape) <= 1:
+        return y.reshape(-1, *shape)
+    if len(shape) == 2:  # (M, F)
+        if isinstance(y, Tensor) and y.dim() == 3 and tuple(y.shape[1:]) == (shape[1], shape[0]):
+            return y  # a no-op reshape of a square (M == F) tensor would make the torch frontend re-guess its layout
+        return y.reshape(-1, shape[1], shape[0])
+    return y.reshape(-1, *shape[1:], shape[0]).movedim(-1, 1)
+
+
+def _tokens(x: Tensor, shape: Sequence[int], f: int) -> Tensor:
+    """``x`` (held for ``shape``) as ``(batch, prod(shape) / f, f)``: rows of ``f`` features."""
+    if len(shape) == 2 and shape[0] == f:  # already so; a no-op reshape would make the frontend re-guess the layout
+        return x
+    return _last(x, shape).reshape(-1, math.prod(shape) // f, f)
+
+
+def _relayout(x: Tensor, src: Sequence[int], dst: Sequence[int]) -> Tensor:
+    """Plumbing: the same elements held for canonical shape ``dst`` instead of ``src``."""
+    if tuple(src) == tuple(dst):
+        return x
+    return _unlast(_last(x, src).reshape(-1, math.prod(dst)), dst)
+
+
+def _cf(x: Tensor, shape: Sequence[int]) -> Tensor:
+    """A 1-d map ``(C, L)`` (held ``(L, C)``) channel-first for a spatial layer; other shapes as held."""
+    return x.transpose(1, 2) if len(shape) == 2 else x
+
+
 class _Op(nn.Module):
     """Base of the executor's node modules: static shape facts of the node."""
 
@@ -111,7 +168,10 @@ class _Op(nn.Module):
         return _to_map(x, nd) if len(self.in_shapes[i]) == 1 and nd > 0 else x
 
     def out(self, y: Tensor) -> Tensor:
-        return y.flatten(1) if self.flat_out else y
+        """A spatial layer's channel-first result as held (vectors flat, 1-d maps ``(L, C)``)."""
+        if self.flat_out:
+            return y.flatten(1)
+        return y.transpose(1, 2) if len(self.out_shape) == 2 else y
 
     def extra_repr(self) -> str:
         return f"{list(self.in_shapes)} -> {self.out_shape}"
@@ -137,7 +197,7 @@ class _Conv(_Op):
         self.flat_out = len(node.output_shape) == 1
 
     def forward(self, x: Tensor) -> Tensor:
-        x = self.lift(x, 0, self.nd)
+        x = self.lift(_cf(x, self.in_shapes[0]), 0, self.nd)
         if self.pre_pad is not None:
             x = F.pad(x, self.pre_pad)
         return self.out(self.conv(x))
@@ -164,7 +224,7 @@ class _ConvTranspose(_Op):
         self.flat_out = len(node.output_shape) == 1
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.out(self.conv(self.lift(x, 0, self.nd)))
+        return self.out(self.conv(self.lift(_cf(x, self.in_shapes[0]), 0, self.nd)))
 
 
 class _Linear(_Op):
@@ -174,19 +234,24 @@ class _Linear(_Op):
     def __init__(self, node: Node) -> None:
         super().__init__(node)
         c_out, c_in = node.weight_shape
-        shp = node.input_shapes[0]
+        shp, out = tuple(node.input_shapes[0]), tuple(node.output_shape)
+        self.c_in = c_in
         self.linear = nn.Linear(c_in, c_out, bias=node.bias)
-        self.flatten = len(shp) > 1 and c_in == math.prod(shp) and c_in != shp[0]
-        self.on_map = len(shp) > 1 and not self.flatten
-        if self.on_map and c_in != shp[0]:
-            raise InvalidGraphError(f"linear {node.name!r}: weight {node.weight_shape} fits neither {shp} nor its channels")
+        if math.prod(shp) % c_in or math.prod(shp) // c_in * c_out != math.prod(out):
+            raise InvalidGraphError(f"linear {node.name!r}: weight {node.weight_shape} maps neither input {shp} to output {out}")
+        self.flatten = len(shp) >= 3 and out == (c_out,) and c_in == math.prod(shp) and c_in != shp[0]
+        self.on_map = len(shp) >= 3 and shp[0] == c_in and out == (c_out, *shp[1:])  # channel axis of a map
+        self.direct = len(shp) <= 2 and shp[0] == c_in and len(out) == len(shp)  # vectors, tokens
 
     def forward(self, x: Tensor) -> Tensor:
         if self.flatten:
             return self.linear(x.flatten(1))
         if self.on_map:  # a dense layer over the channel axis of a feature map
             return self.linear(x.movedim(1, -1)).movedim(-1, 1)
-        return self.linear(x)
+        if self.direct:
+            return self.linear(x)
+        # the features it reads are another axis than the recorded axis 0 (heads merged back...)
+        return _unlast(self.linear(_tokens(x, self.in_shapes[0], self.c_in)), self.out_shape)
 
 
 class _BatchNorm(nn.modules.batchnorm._BatchNorm):
@@ -214,25 +279,44 @@ class _BatchNorm(nn.modules.batchnorm._BatchNorm):
 _STOCK_BN = {1: nn.BatchNorm1d, 2: nn.BatchNorm1d, 3: nn.BatchNorm2d, 4: nn.BatchNorm3d}
 
 
+class _ChannelsLast(_Op):
+    """A channel-first layer (``bn``, ``groupnorm``) on tokens or a 1-d map, held ``(M, F)``."""
+
+    def __init__(self, node: Node, layer: nn.Module, attr: str) -> None:
+        super().__init__(node)
+        self.attr = attr
+        setattr(self, attr, layer)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return getattr(self, self.attr)(x.transpose(1, 2)).transpose(1, 2)
+
+
 @register_op("bn")
 def _bn(node: Node) -> nn.Module:
     shp = node.input_shapes[0]
     if node.weight_shape and node.bias and len(shp) in _STOCK_BN:  # the stock layer: torch.fx keeps it a leaf
-        return _STOCK_BN[len(shp)](shp[0])
-    return _BatchNorm(shp[0], scale=bool(node.weight_shape), shift=node.bias)
+        bn: nn.Module = _STOCK_BN[len(shp)](shp[0])
+    else:
+        bn = _BatchNorm(shp[0], scale=bool(node.weight_shape), shift=node.bias)
+    return _ChannelsLast(node, bn, "bn") if len(shp) == 2 else bn
 
 
 class _LayerNorm(_Op):
+    """Normalises the canonical axis 0 (per position); a multi-axis weight covering the trailing
+    axes of a map (a vocabulary-1 graph) normalises those axes."""
+
     def __init__(self, node: Node) -> None:
         super().__init__(node)
-        shp = node.input_shapes[0]
+        shp = tuple(node.input_shapes[0])
         w = tuple(node.weight_shape)
-        self.trailing = bool(w) and tuple(shp[-len(w):]) == w
+        self.trailing = len(w) > 1 and len(shp) >= 3 and shp[-len(w):] == w
         norm = w if self.trailing else (shp[0],)
+        if w and math.prod(w) != math.prod(norm):
+            raise InvalidGraphError(f"layernorm {node.name!r}: weight {w} does not cover axis 0 of input {shp}")
         self.norm = nn.LayerNorm(norm, elementwise_affine=bool(w), bias=node.bias)
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.trailing or x.dim() == 2:
+        if self.trailing or len(self.in_shapes[0]) <= 2:  # vectors and tokens hold the features last
             return self.norm(x)
         return self.norm(x.movedim(1, -1)).movedim(-1, 1)
 
@@ -244,7 +328,7 @@ def _groupnorm(node: Node) -> nn.Module:
     gn = nn.GroupNorm(groups, c, affine=bool(node.weight_shape))
     if node.weight_shape and not node.bias:
         gn.register_parameter("bias", None)
-    return gn
+    return _ChannelsLast(node, gn, "groupnorm") if len(node.input_shapes[0]) == 2 else gn
 
 
 register_op("conv")(_Conv)
@@ -267,25 +351,121 @@ for _op, _cls in {
 
 @register_op("softmax")
 def _softmax(node: Node) -> nn.Module:
-    return nn.Softmax(dim=1)
+    return nn.Softmax(dim=1 if len(node.output_shape) >= 3 else -1)  # the canonical axis 0 as held
+
+
+class _Reduce(_Op):
+    """``reduce_*`` over the canonical axis 0, kept as a unit axis: ``(1, *rest)``."""
+
+    def __init__(self, node: Node, fn: Callable[[Tensor, int], Tensor]) -> None:
+        super().__init__(node)
+        self.fn = fn
+        self.dim = 1 if len(node.input_shapes[0]) >= 3 else -1
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fn(x, self.dim)
+
+
+def _mean(x: Tensor, dim: int) -> Tensor:
+    return torch.mean(x, dim=dim, keepdim=True)
+
+
+def _amax(x: Tensor, dim: int) -> Tensor:
+    return torch.amax(x, dim=dim, keepdim=True)
+
+
+def _l2(x: Tensor, dim: int) -> Tensor:
+    return torch.linalg.vector_norm(x, 2, dim=dim, keepdim=True)
+
+
+for _op, _fn in {"reduce_mean": _mean, "reduce_max": _amax, "reduce_l2": _l2}.items():
+    register_op(_op)(lambda node, fn=_fn: _Reduce(node, fn))
+
+
+class _Param(_Op):
+    """A learned tensor of ``weight_shape`` used as the activation ``output_shape`` (batch 1).
+
+    Its elements fill the output in order, repeated when the output is larger (a
+    relative-position bias table gathered into attention scores) or truncated when smaller.
+    """
+
+    def __init__(self, node: Node) -> None:
+        super().__init__(node)
+        self.weight = nn.Parameter(torch.empty(node.weight_shape or (1,)))
+        self.n, self.m = self.weight.numel(), math.prod(node.output_shape)
+
+    def reset_parameters(self) -> None:
+        nn.init.trunc_normal_(self.weight, std=0.02)
+
+    def forward(self) -> Tensor:
+        w = self.weight.reshape(-1)
+        if self.n != self.m:
+            w = w[torch.arange(self.m, device=w.device) % self.n]
+        return _unlast(w.reshape(1, -1, self.out_shape[0]), self.out_shape)
+
+
+register_op("param")(_Param)
 
 
 # -- elementwise and structural ops -----------------------------------------------------------
 class _Elementwise(_Op):
-    """n-ary add / mul, binary sub / div; (C,) vectors broadcast over feature maps."""
+    """n-ary add / mul, binary sub / div. Inputs broadcast over the output (the largest input):
+    a ``(C,)`` vector over a map's positions, ``(1, *rest)`` over its channels, smaller token
+    tensors ``(F, m)`` tiled over ``(F, M)`` (a bias over heads x windows); an input of the
+    output's size in another canonical form (tokens added to a map) is re-laid out."""
 
     def __init__(self, node: Node, fn: Callable[[Tensor, Tensor], Tensor]) -> None:
         super().__init__(node)
         self.fn = fn
-        nd = len(node.output_shape) - 1
-        self.nds = [nd if len(s) == 1 and nd > 0 else 0 for s in node.input_shapes]
+        out = tuple(node.output_shape)
+        n_out = math.prod(out)
+        nd = len(out) - 1
+        #: per input: "same", "relayout" (to ``self.targets[i]``), "lift" (vector over a map), "tile"
+        #: (tokens), "bcast" (as held)
+        self.modes: list[str] = []
+        self.targets: list[tuple[int, ...]] = []
+        tiles = set()
+        for s in map(tuple, node.input_shapes):
+            self.targets.append(out)
+            if s == out:
+                mode = "same"
+            elif math.prod(s) == n_out:
+                mode = "relayout"
+            elif len(s) > 1 and s[0] < out[0] and math.prod(s) * out[0] == n_out * s[0] and len(s) != len(out):
+                mode = "relayout"  # every position of the output, in another form: (1, H, W) gating (F, H*W)
+                self.targets[-1] = (s[0], *out[1:])
+            elif len(out) >= 3 and len(s) == 1:
+                mode = "lift"
+            elif len(out) == 2 and s[:1] == out[:1] and n_out % max(math.prod(s), 1) == 0:
+                mode = "tile"
+                tiles.add(math.prod(s) // out[0])
+            else:
+                mode = "bcast"
+            self.modes.append(mode)
+        if len(tiles) > 1:
+            raise InvalidGraphError(f"{node.op} {node.name!r}: inputs {list(node.input_shapes)} tile {out} in several ways")
+        self.tile = tiles.pop() if tiles else 0
+        self.nd = nd
 
     def forward(self, *xs: Tensor) -> Tensor:
-        xs = tuple(_to_map(x, nd) if nd else x for x, nd in zip(xs, self.nds))
-        y = xs[0]
-        for x in xs[1:]:
+        out = self.out_shape
+        if self.tile:  # token tensors as (batch, M / m, m, F); the smaller ones (batch, 1, m, F)
+            m, f, big = self.tile, out[0], out[1] // self.tile if len(out) == 2 else 1
+        ys = []
+        for x, s, mode, target in zip(xs, self.in_shapes, self.modes, self.targets):
+            if mode == "relayout":
+                x = _relayout(x, s, target)
+            elif mode == "lift":
+                x = _to_map(x, self.nd)
+            if self.tile and mode == "tile":
+                x = x.reshape(-1, 1, m, f)
+            elif self.tile and mode != "bcast":
+                x = x.reshape(-1, big, m, target[0])
+            ys.append(x)
+        y = ys[0]
+        for x in ys[1:]:
             y = self.fn(y, x)
-        return y
+        return y.reshape(-1, *_rshape(out)) if self.tile else y
 
 
 def _add(a: Tensor, b: Tensor) -> Tensor:
@@ -309,13 +489,57 @@ for _op, _fn in {"add": _add, "mul": _mul, "sub": _sub, "div": _div}.items():
 
 
 class _Concat(_Op):
+    """Along the canonical axis 0 when the inputs' axes 0 add up to the output's (channels of maps,
+    features of tokens), else along the positions of inputs sharing the output's axis 0 (a class
+    token prepended to patch tokens)."""
+
+    def __init__(self, node: Node) -> None:
+        super().__init__(node)
+        out, ins = tuple(node.output_shape), [tuple(s) for s in node.input_shapes]
+        if sum(s[0] for s in ins) == out[0] and all(math.prod(s) * out[0] == math.prod(out) * s[0] for s in ins):
+            self.mode = "features"
+            self.parts = [(s[0], *out[1:]) for s in ins]
+            self.dim = 1 if len(out) >= 3 else -1
+        elif all(s[0] == out[0] for s in ins) and sum(math.prod(s) for s in ins) == math.prod(out):
+            self.mode = "positions"
+        else:
+            raise InvalidGraphError(f"concat {node.name!r}: inputs {ins} concatenate to neither features nor positions of {out}")
+
     def forward(self, *xs: Tensor) -> Tensor:
-        return torch.cat(xs, dim=1)
+        if self.mode == "features":
+            return torch.cat([_relayout(x, s, p) for x, s, p in zip(xs, self.in_shapes, self.parts)], dim=self.dim)
+        ts = [_tokens(x, s, self.out_shape[0]) for x, s in zip(xs, self.in_shapes)]
+        b = max(t.shape[0] for t in ts)
+        y = torch.cat([t if t.shape[0] == b else t.expand(b, -1, -1) for t in ts], dim=1)  # params have batch 1
+        return y if len(self.out_shape) == 2 else _unlast(y, self.out_shape)
 
 
 class _MatMul(_Op):
+    """``a`` (rows of ``K = inner``) times ``b`` batched over ``B`` groups: ``(B, M, K) x (B, K, N)``,
+    output ``(N, B*M)`` with ``B = prod(b) / (K * N)``."""
+
+    def __init__(self, node: Node) -> None:
+        super().__init__(node)
+        a, b = (math.prod(s) for s in node.input_shapes)
+        out = tuple(node.output_shape)
+        #: a product of two maps over their last two axes keeps the map layout (the frontend records it so)
+        self.maps = all(len(s) >= 3 for s in (*node.input_shapes, out))
+        if self.maps:
+            return
+        k, n = max(int(node.inner), 1), out[0]
+        groups = b // (k * n) if b % (k * n) == 0 else 0
+        if not groups or a % (k * groups) or (math.prod(out) // n) != a // k:
+            raise InvalidGraphError(f"matmul {node.name!r}: inputs {list(node.input_shapes)} with inner {node.inner} "
+                                    f"do not give {out}; expected a = (K, B*M), b with B*K*N elements")
+        self.k, self.n, self.groups, self.m = k, n, groups, a // (k * groups)
+
     def forward(self, a: Tensor, b: Tensor) -> Tensor:
-        return torch.matmul(a, b)
+        if self.maps:
+            return torch.matmul(a, b)
+        sa, sb = self.in_shapes
+        a = _last(a, sa).reshape(-1, self.groups, self.m, self.k)
+        b = _last(b, sb).reshape(-1, self.groups, self.k, self.n)
+        return _unlast(torch.matmul(a, b), self.out_shape)
 
 
 register_op("concat")(_Concat)
@@ -344,7 +568,7 @@ class _Pool(_Op):
         self.flat_out = len(node.output_shape) == 1
 
     def forward(self, x: Tensor) -> Tensor:
-        x = self.lift(x, 0, self.nd)
+        x = self.lift(_cf(x, self.in_shapes[0]), 0, self.nd)
         if self.pre_pad is not None:
             x = F.pad(x, self.pre_pad, value=self.pad_value)
         return self.out(self.pool(x))
@@ -357,7 +581,8 @@ register_op("maxpool")(lambda node: _Pool(node, _MAX))
 class _GlobalAvg(_Op):
     def __init__(self, node: Node) -> None:
         super().__init__(node)
-        self.dims = tuple(range(2, len(node.input_shapes[0]) + 1))
+        r = len(node.input_shapes[0])
+        self.dims = (1,) if r == 2 else tuple(range(2, r + 1))  # tokens / 1-d maps are held (M, F)
 
     def forward(self, x: Tensor) -> Tensor:
         return torch.mean(x, dim=self.dims) if self.dims else x
@@ -372,6 +597,8 @@ class _GlobalMax(_Op):
         self.nd = len(node.input_shapes[0]) - 1
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.nd == 1:  # tokens / 1-d maps, held (M, F)
+            return torch.amax(x, dim=1)
         return _ADAPTIVE_MAX[self.nd](x, 1).flatten(1) if self.nd else x
 
 
@@ -380,18 +607,30 @@ register_op("global_maxpool")(_GlobalMax)
 
 
 class _Slice(_Op):
-    """The leading elements of every axis (the CG records the shape, not the offsets)."""
+    """The leading elements (the CG records the shape, not the offsets): of every axis when the
+    output fits in the input axis by axis; else (a head or a q/k/v part of a fused projection,
+    its groups folded into the positions) the leading rows of the input read as rows of the
+    output's axis 0."""
 
     def __init__(self, node: Node) -> None:
         super().__init__(node)
-        shp_in, shp_out = node.input_shapes[0], node.output_shape
-        ends = tuple(shp_out) + (1,) * (len(shp_in) - len(shp_out))
-        if len(ends) != len(shp_in) or any(e > n for e, n in zip(ends, shp_in)):
+        shp_in, shp_out = tuple(node.input_shapes[0]), tuple(node.output_shape)
+        ends = shp_out + (1,) * (len(shp_in) - len(shp_out))
+        n_in, n_out = math.prod(shp_in), math.prod(shp_out)
+        self.rows = 0
+        if len(ends) == len(shp_in) and all(e <= n for e, n in zip(ends, shp_in)):
+            self.index = (slice(None), *(slice(0, e) for e in _rshape(ends)))
+            self.flat_out = len(shp_out) < len(shp_in)
+        elif n_out <= n_in and n_in % shp_out[0] == 0:
+            self.rows = n_out // shp_out[0]
+        else:
             raise InvalidGraphError(f"slice {node.name!r}: output {shp_out} does not fit in input {shp_in}")
-        self.index = (slice(None), *(slice(0, e) for e in ends))
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.out(x[self.index])
+        if self.rows:
+            return _unlast(_tokens(x, self.in_shapes[0], self.out_shape[0])[:, : self.rows], self.out_shape)
+        y = x[self.index]
+        return y.flatten(1) if self.flat_out else y
 
 
 class _Pad(_Op):
@@ -405,7 +644,7 @@ class _Pad(_Op):
         self.spec = tuple(spec)
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.pad(x, self.spec)
+        return self.out(F.pad(_cf(x, self.in_shapes[0]), self.spec))
 
 
 class _Upsample(_Op):
@@ -415,7 +654,8 @@ class _Upsample(_Op):
         self.nd = len(node.input_shapes[0]) - 1
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.interpolate(self.lift(x, 0, len(self.size)) if not self.nd else x, size=self.size, mode="nearest")
+        x = self.lift(x, 0, len(self.size)) if not self.nd else _cf(x, self.in_shapes[0])
+        return self.out(F.interpolate(x, size=self.size, mode="nearest"))
 
 
 class _Zero(_Op):
@@ -443,7 +683,7 @@ for _op, _cls in {"slice": _Slice, "pad": _Pad, "upsample": _Upsample, "zero": _
 #: graph's own validation already pins elementwise, concat and shape-preserving ops)
 _SHAPE_CHECKED = frozenset(
     {"conv", "conv_transpose", "linear", "matmul", "avgpool", "maxpool", "global_avgpool", "global_maxpool", "slice", "pad",
-     "upsample"}
+     "upsample", "param", "concat", "reduce_mean", "reduce_max", "reduce_l2"}
 )
 
 
@@ -453,8 +693,9 @@ class GraphNet(nn.Module):
 
     ``forward(x)`` takes ``(batch, *graph.input_shape)`` and returns the output node's tensor
     ``(batch, *output_shape)`` (a tuple for several outputs). ``post`` (default None) is an
-    optional ``post(i, node, tensor) -> tensor`` applied to every node's output, e.g. to
-    rescale activations.
+    optional ``post(i, node, tensor) -> tensor`` applied to every node's output as held
+    (``(batch, M, F)`` for a 2-d canonical shape ``(F, M)``), e.g. to rescale activations.
+    A ``param`` node's value has batch 1 (its consumers broadcast it).
     """
 
     def __init__(self, graph: CompGraph, modules: dict[str, nn.Module]) -> None:
@@ -476,11 +717,12 @@ class GraphNet(nn.Module):
         self._check = False
 
     def forward(self, x: Tensor) -> Tensor | tuple[Tensor, ...]:
-        vals: dict[int, Tensor] = {0: x}
+        in_shape = self.graph.input_shape
+        vals: dict[int, Tensor] = {0: x.transpose(1, 2) if len(in_shape) == 2 else x}  # held (M, F), see _rshape
         nodes = self.graph.nodes
         for i, ins, dead in self._plan:
             if self._check and nodes[i].op not in _SHAPE_CHECKED:  # meta kernels are slow; nothing to learn there
-                y = vals[ins[0]].new_empty((vals[ins[0]].shape[0], *nodes[i].output_shape))
+                y = vals[ins[0]].new_empty((vals[ins[0]].shape[0], *_rshape(nodes[i].output_shape)))
             else:
                 y = self.nodes[str(i)](*[vals[s] for s in ins])
             if self._check:
@@ -490,7 +732,7 @@ class GraphNet(nn.Module):
             vals[i] = y
             for s in dead:
                 del vals[s]
-        outs = tuple(vals[o] for o in self.graph.outputs)
+        outs = tuple(vals[o].transpose(1, 2) if len(nodes[o].output_shape) == 2 else vals[o] for o in self.graph.outputs)
         return outs[0] if len(outs) == 1 else outs
 
     @property
@@ -501,7 +743,8 @@ class GraphNet(nn.Module):
 
 def _check_shape(i: int, node: Node, y: Tensor) -> None:
     got = tuple(int(d) for d in y.shape[1:])
-    if got != tuple(node.output_shape):
+    if got != _rshape(node.output_shape):
+        got = _rshape(got)  # report it in canonical order
         raise InvalidGraphError(
             f"node {i} ({node.op}{' ' + repr(node.name) if node.name else ''}) computes shape {got} from inputs "
             f"{list(node.input_shapes)}; the graph records {node.output_shape}"

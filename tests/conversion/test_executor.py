@@ -13,7 +13,7 @@ from napbench.conversion.executor import INITS, OP_BUILDERS, GraphNet, supported
 from napbench.conversion.graph import CompGraph, Node
 from napbench.conversion.vocab import OPS
 from napbench.errors import InvalidArgumentError, InvalidGraphError
-from tests.conversion import refnets
+from tests.conversion import refnets, token_nets
 from tests.conversion.golden_ops import CASES
 
 #: families whose networks are small enough for a real CPU forward in a unit test
@@ -64,6 +64,130 @@ def test_golden_op_cases(case) -> None:
 @pytest.mark.parametrize("name", refnets.REFNETS)
 def test_reference_networks(name: str) -> None:
     g = from_torch(getattr(refnets, f"torch_{name}")(), refnets.INPUT_SHAPE_CHW)
+    _check(g)
+
+
+@pytest.mark.parametrize("name", token_nets.TOKEN_NETS)
+def test_token_reference_networks(name: str) -> None:
+    """ViT, ConvNeXt, Swin, MobileViT, SE hybrid: parameters, output shape and the hash round trip.
+
+    Every op of vocabulary 2.0 that these networks use (param, matmul with heads/windows folded
+    into the batch, softmax over the keys, layernorm/linear on tokens and on channels-last maps,
+    position concat, q/k/v slices, reduce_mean/reduce_max, tiled relative-position bias) comes
+    back as the same node: the hash holds for all five.
+    """
+    g = from_torch(token_nets.torch_net(name), token_nets.INPUT_SHAPE)
+    _check(g)
+
+
+class _V2Ops(nn.Module):
+    """The v2 ops the token networks do not use, on tokens: reduce_l2 (F.normalize), groupnorm and
+    batch norm over the feature axis of tokens, softmax and a channel max over tokens, a learned
+    (F, M) matrix as a matmul operand."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.proj = nn.Linear(8, 12)
+        self.gn = nn.GroupNorm(3, 12)
+        self.bn = nn.BatchNorm1d(12)
+        self.keys = nn.Parameter(torch.randn(5, 12))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        t = self.proj(x.flatten(2).transpose(1, 2))  # (B, 16, 12)
+        t = self.gn(t.transpose(1, 2)).transpose(1, 2)
+        t = self.bn(t.transpose(1, 2)).transpose(1, 2)
+        t = nn.functional.normalize(t, dim=-1)
+        s = (t @ self.keys.T).softmax(dim=-1)  # (B, 16, 5)
+        return s * torch.amax(t, dim=-1, keepdim=True)
+
+
+def test_v2_ops_on_tokens() -> None:
+    g = from_torch(_V2Ops(), (8, 4, 4))
+    ops = g.op_counts()
+    assert {"reduce_l2", "reduce_max", "groupnorm", "bn", "softmax", "param", "matmul"} <= set(ops)
+    _check(g)
+
+
+class _Tokens(nn.Module):
+    """Patch embedding to (B, 16, 8) tokens, then ``body``, then a head on the mean token."""
+
+    def __init__(self, body, widths: list[int]) -> None:
+        super().__init__()
+        self.embed, self.head, self.body = nn.Conv2d(3, 8, 4, 4), nn.Linear(8, 5), body
+        for i, w in enumerate(widths):
+            self.add_module(f"fc{i}", nn.Linear(w, 8))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        t = self.embed(x).flatten(2).transpose(1, 2)
+        return self.head(self.body(self, t).mean(1))
+
+
+@pytest.mark.parametrize(
+    ("body", "widths"),
+    [
+        pytest.param(lambda m, t: torch.cat([m.fc0(t[:, :8]), m.fc1(t[:, 8:])], 1), [8, 8], id="split_cat_positions_square"),
+        pytest.param(lambda m, t: m.fc0(torch.roll(t.view(-1, 4, 4, 8), (1, 1), (1, 2)).reshape(-1, 16, 8)), [8], id="roll"),
+        pytest.param(lambda m, t: m.fc1(torch.cat([m.fc0(t), t], -1)), [8, 16], id="cat_features"),
+        pytest.param(lambda m, t: m.fc0(t.softmax(-1) * t.mean(-1, keepdim=True)), [8], id="softmax_reduce_mean"),
+    ],
+)
+def test_token_plumbing(body, widths: list[int]) -> None:
+    """Token layouts the frontend resolves, including square (M == F) tokens, whose layout the
+    frontend must not re-guess from a no-op reshape in the executor."""
+    _check(from_torch(_Tokens(body, widths).eval(), (3, 16, 16)))
+
+
+def test_matmul_folds_groups_into_the_batch() -> None:
+    """matmul(q, k) of heads: a (K, B*M) times b (K, B*N) -> (N, B*M), B = prod(b) / (K * N)."""
+    h, n, d = 4, 5, 8  # heads, tokens, head size
+    q_shape, out_shape = (d, h * n), (n, h * n)
+    nodes = (
+        Node("input", output_shape=q_shape),
+        Node("relu", inputs=(0,), input_shapes=(q_shape,), output_shape=q_shape),
+        Node("matmul", inputs=(0, 1), input_shapes=(q_shape, q_shape), output_shape=out_shape, inner=d),
+    )
+    g = CompGraph(nodes, (2,))
+    assert g.flops == math.prod(out_shape) * d
+    x = torch.randn(2, *q_shape)
+    y = to_torch(g)(x)
+    assert tuple(y.shape) == (2, *out_shape)
+    # held layout (M, F): q as (batch, heads, tokens, d); the product of each head with the ReLU'd one
+    qh = x.transpose(1, 2).reshape(2, h, n, d)
+    kh = torch.relu(qh).reshape(2, h, d, n)  # b read as (B, K, N): the CG does not record k's transpose
+    want = (qh @ kh).reshape(2, h * n, n).transpose(1, 2)
+    assert torch.allclose(y, want, atol=1e-6)
+    bad = CompGraph((*nodes[:2], Node("matmul", inputs=(0, 1), input_shapes=(q_shape, q_shape), output_shape=(7, h * n),
+                                      inner=d)), (2,))
+    with pytest.raises(InvalidGraphError, match="matmul.*inner 8 do not give"):
+        to_torch(bad)
+
+
+def test_param_node_is_a_parameter_of_the_recorded_shape() -> None:
+    """A param source node: weight_shape elements (its params), used as output_shape (a bias table
+    with fewer elements fills the output by repetition)."""
+    nodes = (
+        Node("input", output_shape=(16, 32)),
+        Node("param", output_shape=(16, 32), weight_shape=(49, 2)),
+        Node("add", inputs=(0, 1), input_shapes=((16, 32), (16, 32)), output_shape=(16, 32)),
+    )
+    g = CompGraph(nodes, (2,))
+    net = to_torch(g)
+    (w,) = list(net.parameters())
+    assert tuple(w.shape) == (49, 2) and g.params == 98
+    x = torch.zeros(3, 16, 32)
+    y = net(x)
+    assert tuple(y.shape) == (3, 16, 32)
+    assert torch.equal(y[0], y[2]) and not torch.equal(y[0], torch.zeros_like(y[0]))
+    assert _roundtrip_hash(g) == g.canonical_hash
+
+
+@pytest.mark.tf
+def test_keras_convnext_twin() -> None:
+    """The Keras ConvNeXt twin (channels-last Dense, LayerScale) runs, counts and round-trips too."""
+    pytest.importorskip("keras")
+    from napbench.conversion import from_keras
+
+    g = from_keras(token_nets.keras_convnext())
     _check(g)
 
 
@@ -147,6 +271,22 @@ def test_a_node_whose_shapes_no_layer_reproduces_is_rejected() -> None:
     )
     with pytest.raises(InvalidGraphError, match=r"node 1 \(conv\) computes shape \(4, 8, 8\).*records \(4, 5, 5\)"):
         to_torch(CompGraph(nodes, (1,)))
+
+
+@pytest.mark.parametrize(
+    ("op", "shapes", "out", "match"),
+    [
+        ("concat", ((4, 6), (3, 5)), (7, 6), r"concat 'bad': inputs \[\(4, 6\), \(3, 5\)\] concatenate to neither"),
+        ("slice", ((4, 6),), (5, 7), r"slice 'bad': output \(5, 7\) does not fit in input \(4, 6\)"),
+    ],
+)
+def test_v2_shapes_no_op_reproduces_are_rejected(op: str, shapes: tuple, out: tuple, match: str) -> None:
+    nodes = [Node("input", output_shape=shapes[0])]
+    if len(shapes) > 1:
+        nodes.append(Node("param", output_shape=shapes[1], weight_shape=shapes[1]))
+    nodes.append(Node(op, inputs=tuple(range(len(shapes))), input_shapes=shapes, output_shape=out, name="bad"))
+    with pytest.raises(InvalidGraphError, match=match):
+        to_torch(CompGraph(tuple(nodes), (len(nodes) - 1,)))
 
 
 def test_not_a_graph() -> None:
