@@ -16,7 +16,11 @@ from onnx import numpy_helper
 from napbench.conversion.onnx._common import _FLOAT_TYPES, _SMALL, _VIEW_OPS, _attrs, _static
 from napbench.conversion.onnx._consts import _EVAL, _np_dtype
 from napbench.conversion.onnx._load import _invalid
+
 from napbench.errors import ConversionError
+
+#: strict shape-inference messages that mean the model itself is inconsistent (not an unknown op)
+_CONTRADICTIONS = ("existing shape differ", "Incompatible dimensions", "type mismatch", "Type mismatch", "type case mismatch")
 
 Shape = tuple[int, ...]
 Perm = tuple[int, ...]
@@ -87,7 +91,11 @@ class _Analysis:
             try:
                 inferred = onnx.shape_inference.infer_shapes(model, strict_mode=strict, data_prop=True)
                 break
-            except Exception:  # strict inference fails on unknown ops; retry leniently
+            except Exception as exc:  # strict inference fails on unknown ops; retry leniently
+                msg = str(exc)
+                if any(k in msg for k in _CONTRADICTIONS):  # the file's declared shapes contradict its ops
+                    line = next((ln.strip() for ln in msg.splitlines() if any(k in ln for k in _CONTRADICTIONS)), msg)
+                    raise _invalid(self.label, f"its declared shapes contradict its ops: {line[:300]}") from None
                 continue
         for vi in (*inferred.graph.input, *inferred.graph.value_info, *inferred.graph.output):
             if vi.name not in self.const_names:
