@@ -16,7 +16,6 @@ from onnx import numpy_helper
 from napbench.conversion.onnx._common import _FLOAT_TYPES, _SMALL, _VIEW_OPS, _attrs, _static
 from napbench.conversion.onnx._consts import _EVAL, _np_dtype
 from napbench.conversion.onnx._load import _invalid
-
 from napbench.errors import ConversionError
 
 #: strict shape-inference messages that mean the model itself is inconsistent (not an unknown op)
