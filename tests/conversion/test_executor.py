@@ -5,7 +5,10 @@ from __future__ import annotations
 import math
 
 import pytest
+import refnets
+import token_nets
 import torch
+from golden_ops import CASES
 from torch import nn
 
 from napbench.conversion import from_torch, to_torch
@@ -13,8 +16,6 @@ from napbench.conversion.executor import INITS, OP_BUILDERS, GraphNet, supported
 from napbench.conversion.graph import CompGraph, Node
 from napbench.conversion.vocab import OPS
 from napbench.errors import InvalidArgumentError, InvalidGraphError
-from tests.conversion import refnets, token_nets
-from tests.conversion.golden_ops import CASES
 
 #: families whose networks are small enough for a real CPU forward in a unit test
 _REAL_FORWARD_MAX_PIXELS = 64 * 64

@@ -12,7 +12,24 @@ from napbench.errors import InvalidArgumentError, UnknownNameError
 from napbench.zoo import get_predictor
 from napbench.zoo._images import IMAGE_FILES, image_pool, natural_images
 from napbench.zoo.proxies import compute_proxies, graph_network, make_inputs
-from tests.conversion import refnets
+
+
+def _refnets():  # noqa: ANN202 - tests/conversion/refnets.py, the reference networks shared with the conversion tests
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "conversion" / "refnets.py"
+    if "refnets" in sys.modules:
+        return sys.modules["refnets"]
+    spec = importlib.util.spec_from_file_location("refnets", path)
+    mod = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    sys.modules["refnets"] = mod
+    spec.loader.exec_module(mod)  # type: ignore[union-attr]
+    return mod
+
+
+refnets = _refnets()
 
 
 def _neighbour_corr(x: torch.Tensor) -> float:
