@@ -27,11 +27,6 @@ EXIT_USAGE = 2
 DEBUG_ENV = "NAPBENCH_DEBUG"
 
 
-def _shape(text: str) -> tuple[int, ...]:
-    """The ``--input-shape`` type (kept for callers of the old name)."""
-    return input_shape(text)
-
-
 class UsageError(Exception):
     """A command line argparse refused (printed as one line, exit 2)."""
 

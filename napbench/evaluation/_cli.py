@@ -151,10 +151,6 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
-def _shape(text: str) -> tuple[int, ...]:
-    return input_shape(text)
-
-
 def _check_evaluate_out(out: Path) -> None:
     """Refuse an ``evaluate --out`` that is a file, or a folder of someone else's files, before any work."""
     if out.is_symlink() and not out.exists():

@@ -88,7 +88,7 @@ def cmd_latency(args: argparse.Namespace) -> int:
 
 def add_parsers(sub: Any) -> None:
     """Register ``search`` and ``latency`` on the top-level subparsers."""
-    from napbench.cli import _shape
+    from napbench._cli_types import input_shape
 
     p = sub.add_parser("search", help="search a family with a strategy and a predictor (budgets of queries and predictor calls)")
     p.add_argument("strategy", help="random | naswot | rea | area | guided (or 'list')")
@@ -115,7 +115,7 @@ def add_parsers(sub: Any) -> None:
 
     p = sub.add_parser("latency", help="measure a model's latency on this machine with onnxruntime")
     p.add_argument("model", help="an .onnx file or a torch 'module:callable' (with --input-shape)")
-    p.add_argument("--input-shape", type=_shape, default=None, help="C,H,W (torch models; symbolic ONNX dims)")
+    p.add_argument("--input-shape", type=input_shape, default=None, help="C,H,W (torch models; symbolic ONNX dims)")
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--warmup", type=int, default=10, help="untimed runs first (default 10)")
     p.add_argument("--repeats", type=int, default=50, help="timed runs (default 50)")
