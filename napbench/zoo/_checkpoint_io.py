@@ -4,7 +4,8 @@ A checkpoint is ``config.json`` + ``model.safetensors`` (+ ``README.md``). Every
 from one is validated here and every failure is one :class:`~napbench.errors.CheckpointError`
 line: a config that is not a JSON object, a weights file that is truncated or not safetensors
 (nothing is ever unpickled), tensors whose names or shapes do not fit the model the config
-builds. :func:`is_checkpoint_dir` decides which folders a save may replace.
+builds. Which folders a save may replace is decided by
+:func:`napbench.zoo._checkpoint.is_checkpoint_folder` (the check ``atomic_dir`` runs too).
 """
 
 from __future__ import annotations
@@ -18,26 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from napbench.errors import CheckpointError, OutputPathError
+from napbench.zoo._checkpoint import CONFIG_NAME, WEIGHTS_NAME, is_checkpoint_folder
 
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
-#: the key napbench adds to every checkpoint config (names the registered predictor)
-PREDICTOR_KEY = "predictor"
 _DTYPE_BYTES = {
     "BOOL": 1, "U8": 1, "I8": 1, "F8_E4M3": 1, "F8_E5M2": 1, "I16": 2, "U16": 2, "F16": 2, "BF16": 2,
     "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8,
 }
 _MAX_HEADER = 100 * 2**20
-
-
-def is_checkpoint_dir(path: str | os.PathLike[str]) -> bool:
-    """Whether ``path`` is a napbench checkpoint folder (its config.json is an object with a predictor key)."""
-    cfg = Path(path) / CONFIG_NAME
-    try:
-        data = json.loads(cfg.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return isinstance(data, dict) and PREDICTOR_KEY in data
 
 
 def check_checkpoint_target(path: str | os.PathLike[str]) -> None:
@@ -47,7 +35,7 @@ def check_checkpoint_target(path: str | os.PathLike[str]) -> None:
         raise OutputPathError(f"output {str(p)!r} is a dangling link; expected a new path or a napbench checkpoint folder")
     if p.exists() and not p.is_dir():
         raise OutputPathError(f"output {str(p)!r} is an existing file; expected a new path or a napbench checkpoint folder")
-    if p.is_dir() and not is_checkpoint_dir(p):
+    if p.is_dir() and not (is_checkpoint_folder(p) and any(p.iterdir())):  # an empty folder is refused here too
         raise OutputPathError(
             f"output {str(p)!r} exists and is not a napbench checkpoint folder; expected a new path or a napbench checkpoint folder"
         )
@@ -56,24 +44,6 @@ def check_checkpoint_target(path: str | os.PathLike[str]) -> None:
     problem = output_location_problem(p)
     if problem:
         raise OutputPathError(f"output {str(p)!r}: {problem}")
-
-
-def read_config(folder: str | os.PathLike[str], where: str) -> dict[str, Any]:
-    """``folder/config.json`` as a dict; a missing, unreadable or non-object config is a CheckpointError."""
-    cfg_file = Path(folder) / CONFIG_NAME
-    if not cfg_file.is_file():
-        raise CheckpointError(f"{where!r} has no {CONFIG_NAME}; expected a napbench checkpoint folder (config.json + {WEIGHTS_NAME})")
-    try:
-        config = json.loads(cfg_file.read_text(encoding="utf-8"))
-    except UnicodeDecodeError:
-        raise CheckpointError(f"{str(cfg_file)!r} is not UTF-8 text; expected a napbench checkpoint config (JSON)") from None
-    except json.JSONDecodeError as exc:
-        raise CheckpointError(f"{str(cfg_file)!r} is not valid JSON ({exc.msg}); expected a napbench checkpoint config") from None
-    except OSError as exc:
-        raise CheckpointError(f"{str(cfg_file)!r} cannot be read ({exc.strerror or exc}); expected a readable file") from None
-    if not isinstance(config, dict):
-        raise CheckpointError(f"{str(cfg_file)!r} holds a JSON {type(config).__name__}; expected a JSON object")
-    return config
 
 
 def safetensors_header(path: str | os.PathLike[str], where: str) -> dict[str, tuple[str, tuple[int, ...]]]:
