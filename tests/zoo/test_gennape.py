@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 
 import numpy as np
@@ -12,34 +11,15 @@ import torch
 from scipy.stats import kendalltau
 
 from napbench import zoo
-from napbench.datasets import build, dataset_path, load
 from napbench.errors import InvalidArgumentError
 from napbench.zoo.gennape import transforms as T
 from napbench.zoo.gennape.encoder import laplacian_spectra, spectral_contrastive_loss, spectral_weights
 from napbench.zoo.gennape.fcm import fit_fcm, memberships
 from napbench.zoo.gennape.heads import ClusterMLP, merge_sort_rank, train_pairwise, train_regression
 
-N_NB201 = 64
 #: tiny but complete settings (encoder sizes are the paper's; only data and epochs shrink)
 TINY = {"pretrain_families": ["nb201"], "pretrain_per_family": 24, "pretrain_epochs": 3, "batch_size": 12, "epochs": 8,
         "grid_epochs": 2, "clusters": [2], "fuzziness": [1.5, 2.0], "pairs_per_epoch": 400, "fine_tune_epochs": 20}
-
-
-@pytest.fixture(scope="module")
-def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if not os.environ.get("NAPBENCH_MIRROR"):
-        pytest.fail("NAPBENCH_MIRROR is not set; point it at the shared data mirror (e.g. /work/shared/data)")
-    root = tmp_path_factory.getbasetemp() / "napbench-home"
-    root.mkdir(exist_ok=True)
-    if not dataset_path("nb201", root).exists():
-        build("nb201", root, limit=N_NB201, progress=False)
-    return root
-
-
-@pytest.fixture(scope="module")
-def nb201(home: Path):
-    ds = load("nb201", home, progress=False)
-    return ds, ds.labels()
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +10,6 @@ import pytest
 
 import napbench.zoo as zoo
 from napbench.conversion.vocab import OPS, VOCAB_VERSION
-from napbench.datasets import build, dataset_path, load
 from napbench.errors import InvalidArgumentError, NapbenchError, UnknownNameError, VersionMismatchError
 from napbench.zoo import Predictor, get_predictor, list_predictors
 from napbench.zoo.features import (
@@ -23,26 +21,6 @@ from napbench.zoo.features import (
     graphs_to_batch,
     node_features,
 )
-
-N_NB201 = 64
-
-
-@pytest.fixture(scope="module")
-def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A dataset root shared by the test modules of one session (first 64 NB-201 archs)."""
-    if not os.environ.get("NAPBENCH_MIRROR"):
-        pytest.fail("NAPBENCH_MIRROR is not set; point it at the shared data mirror (e.g. /work/shared/data)")
-    root = tmp_path_factory.getbasetemp() / "napbench-home"
-    root.mkdir(exist_ok=True)
-    if not dataset_path("nb201", root).exists():
-        build("nb201", root, limit=N_NB201, progress=False)
-    return root
-
-
-@pytest.fixture(scope="module")
-def nb201(home: Path):
-    ds = load("nb201", home, progress=False)
-    return ds, ds.labels()
 
 
 # -- registry -----------------------------------------------------------------------------
