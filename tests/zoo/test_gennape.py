@@ -15,7 +15,7 @@ from napbench.errors import InvalidArgumentError
 from napbench.zoo.gennape import transforms as T
 from napbench.zoo.gennape.encoder import laplacian_spectra, spectral_contrastive_loss, spectral_weights
 from napbench.zoo.gennape.fcm import fit_fcm, memberships
-from napbench.zoo.gennape.heads import ClusterMLP, merge_sort_rank, train_pairwise, train_regression
+from napbench.zoo.gennape.heads import ClusterMLP, merge_sort_order, merge_sort_rank, train_pairwise, train_regression
 
 #: tiny but complete settings (encoder sizes are the paper's; only data and epochs shrink)
 TINY = {"pretrain_families": ["nb201"], "pretrain_per_family": 24, "pretrain_epochs": 3, "batch_size": 12, "epochs": 8,
@@ -119,10 +119,25 @@ def test_regression_and_pairwise_heads_learn() -> None:
     assert hist[-1] < 0.7 * hist[0]
     calls = [0]
     rank = merge_sort_rank(pair, x, u, counter=calls)
-    assert sorted(rank.tolist()) == list(range(200)) and 0 < calls[0] < 200 * 8
+    assert sorted(rank.tolist()) == list(range(200)) and 0 < calls[0] <= 200 * 8 * 8 // 2
     from scipy.stats import spearmanr
 
     assert spearmanr(rank, y).statistic > 0.8
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 17, 64, 1000])
+def test_merge_sort_is_exact_and_stable_for_a_transitive_comparator(n: int) -> None:
+    v = np.random.default_rng(n).integers(0, max(2, n // 3), size=n).astype(float)  # with ties
+    calls = [0]
+    order = merge_sort_order(n, lambda a, b: v[a] > v[b], counter=calls)
+    assert order.tolist() == np.argsort(v, kind="stable").tolist()
+    assert calls[0] <= n * max(1, int(np.ceil(np.log2(max(n, 2))))) ** 2
+
+
+def test_merge_sort_gives_a_permutation_for_an_inconsistent_comparator() -> None:
+    rng = np.random.default_rng(0)
+    order = merge_sort_order(300, lambda a, b: rng.random(len(a)) < 0.5)
+    assert sorted(order.tolist()) == list(range(300))
 
 
 def test_every_member_loss_falls(ensemble) -> None:

@@ -7,7 +7,6 @@ a leading cluster axis), so an FCM ensemble of C heads costs one forward per min
 
 from __future__ import annotations
 
-import functools
 import itertools
 import math
 from collections.abc import Callable
@@ -18,7 +17,7 @@ from torch import nn
 
 from napbench.errors import NumericalError
 
-__all__ = ["ClusterMLP", "merge_sort_rank", "normal_scores", "train_pairwise", "train_regression"]
+__all__ = ["ClusterMLP", "merge_sort_order", "merge_sort_rank", "normal_scores", "train_pairwise", "train_regression"]
 
 
 class ClusterMLP(nn.Module):
@@ -144,69 +143,91 @@ def train_pairwise(model: ClusterMLP, x: np.ndarray, y: np.ndarray, u: np.ndarra
     return hist
 
 
-class _FastComparator:
-    """The antisymmetric comparator of :func:`pair_logits` for single pairs in NumPy, with the first
-    layer precomputed per graph (``W0 = [Wa; Wb]``, so ``h1 = relu(x_a Wa + x_b Wb + b0)``)."""
+class _BatchComparator:
+    """The antisymmetric comparator of :func:`pair_logits` for whole arrays of pairs, with the
+    first layer precomputed per graph (``W0 = [Wa; Wb]``, so ``h1 = relu(x_a Wa + x_b Wb + b0)``)."""
 
     def __init__(self, model: ClusterMLP, x: np.ndarray, u: np.ndarray) -> None:
-        ws = [w.detach().double().numpy() for w in model.weights]
-        bs = [b.detach().double().numpy() for b in model.biases]
-        d = x.shape[1]
-        self.pa = np.einsum("nd,cdh->nch", x, ws[0][:, :d]) + bs[0][None]  # (N, C, H) incl. bias
-        self.pb = np.einsum("nd,cdh->nch", x, ws[0][:, d:])
+        ws = [w.detach().float() for w in model.weights]
+        bs = [b.detach().float() for b in model.biases]
+        xs = torch.as_tensor(x, dtype=torch.float32)
+        d = xs.shape[1]
+        self.pa = torch.einsum("nd,cdh->cnh", xs, ws[0][:, :d]) + bs[0][:, None]  # (C, N, H) incl. bias
+        self.pb = torch.einsum("nd,cdh->cnh", xs, ws[0][:, d:])
         self.rest = list(zip(ws[1:], bs[1:]))
-        self.u = u
+        self.u = torch.as_tensor(u, dtype=torch.float32)
 
-    def g(self, i: int, j: int) -> np.ndarray:
-        h = np.maximum(self.pa[i] + self.pb[j], 0.0)  # (C, H)
+    def _g(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.pa[:, a] + self.pb[:, b])  # (C, B, H)
         last = len(self.rest) - 1
-        for k, (w, b) in enumerate(self.rest):
-            h = np.einsum("ch,chk->ck", h, w) + b
+        for k, (w, bias) in enumerate(self.rest):
+            h = torch.baddbmm(bias.unsqueeze(1), h, w)
             if k < last:
-                h = np.maximum(h, 0.0)
-        return h[:, 0]
+                h = torch.relu(h)
+        return h[..., 0]  # (C, B)
 
-    def logit(self, i: int, j: int) -> float:
-        w = (self.u[i] + self.u[j]) / 2
-        return float(((self.g(i, j) - self.g(j, i)) * w).sum() / 2)
+    def beats(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """``True`` where graph ``a[k]`` is predicted better than graph ``b[k]``."""
+        ta, tb = torch.as_tensor(a), torch.as_tensor(b)
+        w = ((self.u[ta] + self.u[tb]) / 2).T  # (C, B)
+        return (((self._g(ta, tb) - self._g(tb, ta)) * w).sum(0) > 0).numpy()
+
+
+def merge_sort_order(n: int, beats: Callable[[np.ndarray, np.ndarray], np.ndarray], *,
+                     counter: list[int] | None = None) -> np.ndarray:
+    """Indices ``0..n-1`` sorted worst-first by a bottom-up merge sort whose comparator is
+    ``beats(a, b)`` (element-wise over index arrays: is ``a`` better than ``b``).
+
+    Every merge of one pass runs at once: each element of a left run finds, by a batched binary
+    search, how many elements of its right run it beats; with those counts (made non-decreasing
+    along the run, so a comparator that is not transitive still yields one valid interleaving)
+    both runs are scattered to their merged positions. A pass costs ``log2(width) + 1``
+    batched comparator calls; for a transitive comparator the result is exactly the sorted
+    order (stable: equal elements keep their order). ``counter`` receives the number of pairs compared.
+    """
+    order = np.arange(n, dtype=np.int64)
+    pos = np.arange(n, dtype=np.int64)
+    compared = 0
+    width = 1
+    while width < n:
+        blk, off = pos // (2 * width), pos % (2 * width)
+        r_start = blk * 2 * width + width
+        r_len = np.clip(np.minimum(r_start + width, n) - r_start, 0, None)
+        left = np.flatnonzero((off < width) & (r_len > 0))
+        lo, hi = np.zeros(left.size, dtype=np.int64), r_len[left].copy()
+        active = np.flatnonzero(lo < hi)
+        while active.size:
+            mid = (lo[active] + hi[active]) // 2
+            win = np.asarray(beats(order[left[active]], order[r_start[left[active]] + mid]), dtype=bool)
+            compared += active.size
+            lo[active] = np.where(win, mid + 1, lo[active])
+            hi[active] = np.where(win, hi[active], mid)
+            active = active[lo[active] < hi[active]]
+        key = np.maximum.accumulate(lo + blk[left] * (n + 1))  # counts, non-decreasing within each block
+        new = order.copy()
+        new[blk[left] * 2 * width + off[left] + key - blk[left] * (n + 1)] = order[left]
+        right = np.flatnonzero(off >= width)
+        j = off[right] - width
+        base = blk[right] * (n + 1)
+        before = np.searchsorted(key, base + j, side="right") - np.searchsorted(key, base, side="left")
+        new[blk[right] * 2 * width + j + before] = order[right]
+        order = new
+        width *= 2
+    if counter is not None:
+        counter[:] = [compared]
+    return order
 
 
 @torch.no_grad()
-def merge_sort_rank(model: ClusterMLP, x: np.ndarray, u: np.ndarray, *, anchors: int = 32, seed: int = 0,
-                    counter: list[int] | None = None) -> np.ndarray:
-    """Rank ``x`` (0 = worst) by merge sort with the pairwise model as comparator.
-
-    The population is first pre-ordered by each graph's mean win probability against
-    ``anchors`` seeded random members (one batched pass), then sorted by Python's ``sorted``
-    (TimSort, a natural merge sort) with the model as the comparator; on a nearly sorted
-    input the merge sort needs close to ``n`` comparisons instead of ``n log2 n``.
-    ``counter`` (a one-element list) receives the number of comparisons made.
-    """
+def merge_sort_rank(model: ClusterMLP, x: np.ndarray, u: np.ndarray, *, counter: list[int] | None = None) -> np.ndarray:
+    """Rank ``x`` (0 = worst) by merge sort with the pairwise model as comparator
+    (:func:`merge_sort_order`; ``counter`` receives the number of pairs compared)."""
     n = len(x)
     if n == 1:
         return np.zeros(1, dtype=np.int64)
-    xs = torch.as_tensor(x, dtype=torch.float32)
-    us = torch.as_tensor(u, dtype=torch.float32)
-    gen = np.random.default_rng(seed)
-    k = min(anchors, n)
-    anc = gen.choice(n, size=k, replace=False)
-    a = torch.as_tensor(np.repeat(np.arange(n), k))
-    b = torch.as_tensor(np.tile(anc, n))
-    win = torch.sigmoid(pair_logits(model, xs, us, a, b)).reshape(n, k).mean(1).numpy()
-    pre = np.argsort(win, kind="stable")
-    comp = _FastComparator(model, np.asarray(x, dtype=np.float64), np.asarray(u, dtype=np.float64))
-    calls = [0]
-
-    def cmp(i: int, j: int) -> int:
-        calls[0] += 1
-        s = comp.logit(i, j)
-        return 1 if s > 0 else (-1 if s < 0 else 0)
-
-    order = sorted(pre.tolist(), key=functools.cmp_to_key(cmp))
-    if counter is not None:
-        counter[:] = [calls[0]]
+    order = merge_sort_order(n, _BatchComparator(model, np.asarray(x), np.asarray(u)).beats, counter=counter)
     rank = np.empty(n, dtype=np.int64)
-    rank[np.asarray(order)] = np.arange(n)
+    rank[order] = np.arange(n)
     return rank
 
 

