@@ -137,6 +137,9 @@ class PublishParams:
     retries: int = 2
     retry_delay_s: float = 2.0
     license: str = "apache-2.0"
+    #: dataset repo (under ``namespace``) that receives the DVC objects of the built datasets,
+    #: a read-only DVC HTTP remote (``.dvc/config``: remote ``hub``); null: not exported
+    dvc_store: str | None = "dvc-store"
 
 
 @dataclass(frozen=True)

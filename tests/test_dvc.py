@@ -40,6 +40,17 @@ def test_default_remote_is_configured() -> None:
     assert 'remote = local' in cfg and "url = " in cfg
 
 
+def test_hub_remote_points_at_the_published_dvc_store() -> None:
+    from napbench import hub
+
+    res = subprocess.run([sys.executable, "-m", "dvc", "remote", "list"], cwd=ROOT, capture_output=True, text=True,
+                         check=True, timeout=120, env={**os.environ, "DVC_NO_ANALYTICS": "1"})
+    remotes = dict(line.split(None, 1) for line in res.stdout.splitlines() if line.strip())
+    publish = yaml.safe_load((ROOT / "params.yaml").read_text())["publish"]
+    want = hub.dvc_remote_url(f"{publish['namespace']}/{publish.get('dvc_store', hub.DVC_STORE)}", endpoint="https://huggingface.co")
+    assert remotes["hub"].split()[0] == want
+
+
 def test_repro_push_pull(repo: Path) -> None:
     out = _run(["dvc", "repro", "build"], repo)  # the dataset stages (train/evaluate: test_repro_whole_pipeline)
     built = sorted(p.name for p in (repo / "data" / "datasets").glob("*.parquet"))
@@ -115,3 +126,41 @@ def test_refresh_then_dvc_commit_and_push(repo: Path) -> None:
     assert "up to date" in _run(["dvc", "status", "build@nb201"], repo)
     _dvc.push(["build@nb201"], repo=repo)
     assert "in sync" in _run(["dvc", "status", "--cloud", "build@nb201"], repo)
+
+
+def test_fresh_clone_pulls_the_datasets_from_the_hub_dvc_store(repo: Path, tmp_path: Path) -> None:
+    """publish's DVC store on a (local) Hub is a DVC HTTP remote: wipe cache and outputs, `dvc pull -r hub`, same bytes."""
+    from _hubserver import HubServer
+
+    from napbench import _dvc, hub
+    from napbench.errors import HubError
+
+    _run(["dvc", "repro", "build"], repo)
+    stages = ["build@nb201", "build@hiaml"]
+    objects = _dvc.cache_objects(stages, repo=repo)
+    assert [(o.stage, o.path) for o in objects] == [(s, f"data/datasets/{s[6:]}.parquet") for s in stages]
+    assert all(o.key == f"files/md5/{o.md5[:2]}/{o.md5[2:]}" and o.source is not None for o in objects)
+    want = {o.path: (repo / o.path).read_bytes() for o in objects}
+    srv = HubServer(token="t").start()
+    try:
+        folder = hub.export_dvc_store(objects, tmp_path / "store", repo_id="napbench/dvc-store")
+        hub.push_folder(folder, "napbench/dvc-store", endpoint=srv.url, token="t")
+        # the project's `hub` remote, pointed at the local server the way a user overrides a URL
+        _run(["dvc", "remote", "modify", "--local", "hub", "url", hub.dvc_remote_url("napbench/dvc-store", endpoint=srv.url)], repo)
+        shutil.rmtree(repo / "data")
+        shutil.rmtree(repo / ".dvc" / "cache")
+        _run(["dvc", "pull", "-r", "hub", *stages], repo)
+        for path, data in want.items():
+            assert (repo / path).read_bytes() == data
+        fetched = {p for m, p in srv.state.requests if m == "GET" and "/resolve/main/files/md5/" in p}
+        assert fetched == {f"/datasets/napbench/dvc-store/resolve/main/{o.key}" for o in objects}
+    finally:
+        srv.stop()
+    # cache gone, workspace file rebuilt with the recorded content: the workspace file is the object's source
+    shutil.rmtree(repo / ".dvc" / "cache")
+    again = _dvc.cache_objects(["build@nb201"], repo=repo)
+    assert again[0].source == repo / "data/datasets/nb201.parquet"
+    (repo / "data/datasets/nb201.parquet").unlink()
+    assert _dvc.cache_objects(["build@nb201"], repo=repo)[0].source is None
+    with pytest.raises(HubError, match="not in the cache"):
+        hub.export_dvc_store(_dvc.cache_objects(["build@nb201"], repo=repo), tmp_path / "store2")
