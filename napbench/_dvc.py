@@ -122,8 +122,10 @@ def relock_deps(stages: Sequence[str] = (), *, repo: str | os.PathLike[str] = ".
 
     The contract of ``dvc commit``: use it only after a change that does not alter the
     stages' outputs (a refactor, a comment, build debris now ignored); otherwise ``dvc repro``.
-    Unlike ``dvc commit`` it does not need the outputs in the workspace, so a lock can be
-    brought in step with the code without rebuilding datasets it already records.
+    Unlike ``dvc commit`` it does not need the outputs in the workspace, nor the dependencies
+    that the lock records but the workspace lacks (another stage's output not built here: its
+    recorded hash is kept), so a lock can be brought in step with the code without rebuilding
+    datasets it already records.
     """
     from dvc.repo import Repo
 
@@ -134,6 +136,8 @@ def relock_deps(stages: Sequence[str] = (), *, repo: str | os.PathLike[str] = ".
                 continue
             before = stage.dumpd()
             for dep in stage.deps:
+                if dep.hash_info and not dep.exists:  # e.g. another stage's output not built here: keep its record
+                    continue
                 dep.save()
             if stage.dumpd() != before or stage.changed_deps():
                 changed.append(stage.name)

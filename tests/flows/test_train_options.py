@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from _flowutil import write_params
 
-from napbench.config import ConfigError, load_config
+from napbench.config import load_config
+from napbench.errors import ConfigError
 
 #: a budget small enough for a unit test (the pipeline's own is in params.yaml)
 MEMBER_KWARGS = {"pretrain_families": ["nb201"], "pretrain_per_family": 24, "pretrain_epochs": 1, "batch_size": 12,
