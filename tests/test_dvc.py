@@ -143,7 +143,15 @@ def test_fresh_clone_pulls_the_datasets_from_the_hub_dvc_store(repo: Path, tmp_p
     want = {o.path: (repo / o.path).read_bytes() for o in objects}
     srv = HubServer(token="t").start()
     try:
-        folder = hub.export_dvc_store(objects, tmp_path / "store", repo_id="napbench/dvc-store")
+        # what the publish flow does: the DVC repo beside params.yaml, the build stages' objects
+        from napbench.config import load_config
+        from napbench.flows.publish import dvc_repo, export_dvc_store
+
+        assert dvc_repo(load_config(repo / "params.yaml")) == repo.resolve()
+        store = export_dvc_store.fn(str(repo), [*stages, "build@nothing"], str(tmp_path / "store"), "napbench/dvc-store")
+        assert store["objects"] == 2 and store["missing"] == []
+        folder = Path(store["folder"])
+        assert "dvc pull -r hub" in (folder / "README.md").read_text()
         hub.push_folder(folder, "napbench/dvc-store", endpoint=srv.url, token="t")
         # the project's `hub` remote, pointed at the local server the way a user overrides a URL
         _run(["dvc", "remote", "modify", "--local", "hub", "url", hub.dvc_remote_url("napbench/dvc-store", endpoint=srv.url)], repo)
