@@ -172,3 +172,23 @@ def test_fresh_clone_pulls_the_datasets_from_the_hub_dvc_store(repo: Path, tmp_p
     assert _dvc.cache_objects(["build@nb201"], repo=repo)[0].source is None
     with pytest.raises(HubError, match="not in the cache"):
         hub.export_dvc_store(_dvc.cache_objects(["build@nb201"], repo=repo), tmp_path / "store2")
+
+
+def test_relock_keeps_the_record_of_a_dependency_the_workspace_lacks(tmp_path: Path) -> None:
+    """``python -m napbench._dvc relock``: a changed code dependency is re-recorded, another stage's missing output kept."""
+    from napbench import _dvc
+
+    d = tmp_path / "r"
+    d.mkdir()
+    (d / "code.py").write_text("x = 1\n")
+    (d / "dvc.yaml").write_text("stages:\n  a:\n    cmd: echo data > x.txt\n    outs: [x.txt]\n"
+                                "  b:\n    cmd: cat x.txt > y.txt\n    deps: [x.txt, code.py]\n    outs: [y.txt]\n")
+    _run(["dvc", "init", "--no-scm", "-q"], d)
+    _run(["dvc", "repro"], d)
+    before = {dep["path"]: dep["md5"] for dep in yaml.safe_load((d / "dvc.lock").read_text())["stages"]["b"]["deps"]}
+    (d / "x.txt").unlink()
+    (d / "code.py").write_text("x = 2\n")
+    assert _dvc.relock_deps(["b"], repo=d) == ["b"]
+    after = {dep["path"]: dep["md5"] for dep in yaml.safe_load((d / "dvc.lock").read_text())["stages"]["b"]["deps"]}
+    assert after["x.txt"] == before["x.txt"]
+    assert after["code.py"] != before["code.py"]
