@@ -236,9 +236,11 @@ def _store_card(repo_id: str, objects: list[Any]) -> str:
 def export_dvc_store(objects: list[Any], out: str | os.PathLike[str], *, repo_id: str | None = None) -> Path:
     """Write the DVC objects ``objects`` (:class:`napbench._dvc.CacheObject` with a ``source``) into
     ``out`` (replaced as a whole) under their remote keys, with a card and ``napbench.json``."""
+    if not objects:
+        raise HubError("no DVC object to export; expected outputs recorded by `dvc repro` (or `dvc commit`)")
     missing = [o.path for o in objects if o.source is None]
-    if missing or not objects:
-        raise HubError(f"DVC objects of {missing or 'nothing'} are not in the cache; expected outputs recorded by "
+    if missing:
+        raise HubError(f"DVC objects of {missing} are not in the cache; expected outputs recorded by "
                        "`dvc repro` (or `dvc commit`) before exporting the DVC store")
     repo_id = repo_id or f"{os.environ.get(NAMESPACE_ENV) or 'napbench'}/{DVC_STORE}"
     with atomic_dir(out, is_ours=_is_repo_folder, what="Hub repo folder") as tmp:
