@@ -30,7 +30,7 @@ system-deps:
 	@command -v dot >/dev/null || { (apt-get update -qq && apt-get install -y -qq graphviz) >/dev/null 2>&1 || echo "warning: graphviz not installed; 'napbench draw' needs it"; }
 
 # The main job: the `pipeline` Prefect flow on params.yaml (NB-201 and NB-101 refreshed from the
-# mirror, k-GNN and FLOPs trained on NB-201, zero-shot and 50-shot evaluation, Hub-layout export).
+# mirror, k-GNN, FLOPs and GENNAPE trained on NB-201, zero-shot and 50-shot evaluation, Hub-layout export).
 # Results under results/; progress bars and flow logs throughout; the headline table at the end.
 run: install
 	$(BIN)/python -m napbench.flows pipeline --params params.yaml

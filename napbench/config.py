@@ -51,6 +51,8 @@ class TrainParams:
     out: str | None = None
     root: str | None = None
     mirror: str | None = None
+    #: keyword arguments of the predictor's constructor (JSON-able; recorded in its checkpoint config)
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -137,15 +139,59 @@ class PublishParams:
     retries: int = 2
     retry_delay_s: float = 2.0
     license: str = "apache-2.0"
+    #: dataset repo (under ``namespace``) that receives the DVC objects of the built datasets,
+    #: a read-only DVC HTTP remote (``.dvc/config``: remote ``hub``); null: not exported
+    dvc_store: str | None = "dvc-store"
+
+
+@dataclass(frozen=True)
+class PredictorOptions:
+    """``pipeline.options.<predictor>``: how the pipeline trains one predictor.
+
+    ``max_train``, ``epochs`` and ``sources`` replace ``train:``'s values when given (None:
+    take ``train:``'s; ``max_train: 0`` means no cap, as in ``train:``); ``kwargs`` are the
+    predictor's constructor keywords (e.g. GENNAPE's ``member_kwargs`` with a small budget).
+    """
+
+    max_train: int | None = None
+    epochs: int | None = None
+    sources: tuple[str, ...] | None = None
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name in ("max_train", "epochs"):
+            v = getattr(self, name)
+            if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 0):
+                raise ConfigError(f"pipeline option {name} is {v!r}; expected an int >= 0 (0: no cap)")
+        if self.sources is not None and not (isinstance(self.sources, tuple) and self.sources and all(isinstance(f, str) for f in self.sources)):
+            raise ConfigError(f"pipeline option sources is {self.sources!r}; expected a non-empty list of family names")
+        if not isinstance(self.kwargs, Mapping) or not all(isinstance(k, str) for k in self.kwargs):
+            raise ConfigError(f"pipeline option kwargs is {self.kwargs!r}; expected a mapping of keyword -> value")
+
+    def apply(self, train: TrainParams, predictor: str) -> TrainParams:
+        """``train`` for ``predictor`` with these options applied."""
+        over: dict[str, Any] = {"predictor": predictor, "kwargs": {**train.kwargs, **self.kwargs}}
+        if self.max_train is not None:
+            over["max_train"] = self.max_train or None
+        if self.epochs is not None:
+            over["epochs"] = self.epochs or None
+        if self.sources is not None:
+            over["sources"] = tuple(self.sources)
+        return dataclasses.replace(train, **over)
 
 
 @dataclass(frozen=True)
 class PipelineParams:
-    """``pipeline:`` section: what ``make run`` produces where."""
+    """``pipeline:`` section: what ``make run`` produces where, and how each predictor is trained."""
 
     results: str = "results"
     checkpoints: str = "results/checkpoints"
     predictors: tuple[str, ...] = ("kgnn", "flops")
+    options: Mapping[str, PredictorOptions] = field(default_factory=dict)
+
+    def train_params(self, train: TrainParams, predictor: str) -> TrainParams:
+        """The ``train:`` section for ``predictor``, with its ``options`` applied."""
+        return self.options.get(predictor, PredictorOptions()).apply(train, predictor)
 
 
 @dataclass(frozen=True)
@@ -204,6 +250,10 @@ def _section(raw: Any, section: str, cls: type[_T], where: Path | str) -> _T:
             v = tuple(v)
         if cls is RefreshParams and k == "sources":
             v = _sources(v, where)
+        if cls is PipelineParams and k == "options":
+            v = _options(v, where)
+        if k == "kwargs" and not isinstance(v, dict):
+            raise ConfigError(f"{section}.kwargs of {where} is {v!r}; expected a mapping of keyword -> value")
         values[k] = v
     try:
         return cls(**values)
@@ -227,6 +277,21 @@ def _sources(raw: Any, where: Path | str) -> dict[str, SourceSpec]:
             out[fam] = SourceSpec(mirror=spec.get("mirror"), url=spec.get("url"), sha256=dict(spec.get("sha256") or {}))
         else:
             raise ConfigError(f"refresh.sources.{fam} of {where} is {spec!r}; expected 'mirror', a folder, a URL or a mapping")
+    return out
+
+
+def _options(raw: Any, where: Path | str) -> dict[str, PredictorOptions]:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"pipeline.options of {where} is a {type(raw).__name__}; expected a mapping predictor -> options")
+    names = [f.name for f in dataclasses.fields(PredictorOptions)]
+    out: dict[str, PredictorOptions] = {}
+    for name, spec in raw.items():
+        spec = {} if spec is None else spec
+        if not isinstance(spec, dict) or set(spec) - set(names):
+            raise ConfigError(f"pipeline.options.{name} of {where} is {spec!r}; expected a mapping with keys among {names}")
+        if isinstance(spec.get("sources"), list):
+            spec = {**spec, "sources": tuple(spec["sources"])}
+        out[str(name)] = PredictorOptions(**spec)
     return out
 
 

@@ -5,7 +5,10 @@
   size, label columns, provenance, licence and a ``configs`` section, so
   ``datasets.load_dataset(repo)`` reads it too) and ``napbench.json`` (sha256 of every file);
   a model repo holds the checkpoint folder (``config.json``, ``model.safetensors``, the model
-  card with its measured metrics) plus ``napbench.json``.
+  card with its measured metrics) plus ``napbench.json``. :func:`export_dvc_store` writes the
+  DVC objects of recorded outputs as a dataset repo laid out like a DVC remote
+  (``files/md5/xx/...``), so ``<endpoint>/datasets/<repo>/resolve/main`` is a read-only DVC HTTP
+  remote: a fresh clone runs ``dvc pull -r hub`` instead of rebuilding.
 * :func:`push_folder` pushes such a folder as one commit through ``huggingface_hub``'s
   ``HfApi`` (``create_repo`` + ``create_commit``), checks the pushed revision's tree against
   the local files, and only then records the revision in a publish record (JSON). Failures
@@ -35,13 +38,15 @@ from napbench._io import atomic_dir, atomic_write_text
 from napbench.errors import HubError, NapbenchError
 
 __all__ = [
-    "MANIFEST", "dataset_repo_id", "download", "export_checkpoint", "export_dataset", "load_checkpoint", "load_dataset",
-    "push_folder", "read_record",
+    "DVC_STORE", "MANIFEST", "dataset_repo_id", "download", "dvc_remote_url", "export_checkpoint", "export_dataset",
+    "export_dvc_store", "load_checkpoint", "load_dataset", "push_folder", "read_record",
 ]
 
 MANIFEST = "napbench.json"
 DATA_FILE = "data/train.parquet"
 NAMESPACE_ENV = "NAPBENCH_HUB_NAMESPACE"
+#: default name of the dataset repo holding the DVC objects of the built datasets
+DVC_STORE = "dvc-store"
 _OFF = ("", "0", "false", "no", "off")
 
 
@@ -189,6 +194,62 @@ def export_checkpoint(checkpoint: str | os.PathLike[str], out: str | os.PathLike
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(p, dest)
         _write_manifest(tmp, {"kind": "checkpoint", "predictor": cfg.get("predictor"), "vocab_version": cfg.get("vocab_version")})
+    return Path(out)
+
+
+def dvc_remote_url(repo_id: str, *, endpoint: str | None = None, revision: str = "main") -> str:
+    """The DVC HTTP remote URL of a store repo: ``<endpoint>/datasets/<repo_id>/resolve/<revision>``."""
+    return f"{(_endpoint(endpoint) or 'https://huggingface.co').rstrip('/')}/datasets/{repo_id}/resolve/{revision}"
+
+
+def _store_card(repo_id: str, objects: list[Any]) -> str:
+    rows = [f"| `{o.stage}` | `{o.path}` | `{o.md5}` |" for o in objects]
+    return "\n".join([
+        "---",
+        "license: apache-2.0",
+        "pretty_name: napbench DVC store",
+        "tags:",
+        "- napbench",
+        "- dvc",
+        "---",
+        "",
+        "# napbench DVC store",
+        "",
+        "The DVC cache objects of napbench's built datasets, laid out as a DVC remote",
+        "(`files/md5/<2 hex>/<30 hex>`), so this repo's `resolve/main` URL is a read-only DVC HTTP remote.",
+        "In a clone of napbench (its `.dvc/config` names this remote `hub`):",
+        "",
+        "```bash",
+        "dvc pull -r hub build        # the datasets that dvc.lock records, without rebuilding",
+        "```",
+        "",
+        f"Remote URL: `{dvc_remote_url(repo_id, endpoint='https://huggingface.co')}`. Objects of earlier",
+        "dvc.lock records stay in the repo, so older clones pull too.",
+        "",
+        "| stage | output | md5 |",
+        "|---|---|---|",
+        *rows,
+        "",
+    ])
+
+
+def export_dvc_store(objects: list[Any], out: str | os.PathLike[str], *, repo_id: str | None = None) -> Path:
+    """Write the DVC objects ``objects`` (:class:`napbench._dvc.CacheObject` with a ``source``) into
+    ``out`` (replaced as a whole) under their remote keys, with a card and ``napbench.json``."""
+    if not objects:
+        raise HubError("no DVC object to export; expected outputs recorded by `dvc repro` (or `dvc commit`)")
+    missing = [o.path for o in objects if o.source is None]
+    if missing:
+        raise HubError(f"DVC objects of {missing} are not in the cache; expected outputs recorded by "
+                       "`dvc repro` (or `dvc commit`) before exporting the DVC store")
+    repo_id = repo_id or f"{os.environ.get(NAMESPACE_ENV) or 'napbench'}/{DVC_STORE}"
+    with atomic_dir(out, is_ours=_is_repo_folder, what="Hub repo folder") as tmp:
+        for o in objects:
+            dest = tmp / o.key
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(o.source, dest)
+        (tmp / "README.md").write_text(_store_card(repo_id, objects), encoding="utf-8")
+        _write_manifest(tmp, {"kind": "dvc-store", "objects": {o.key: {"stage": o.stage, "path": o.path} for o in objects}})
     return Path(out)
 
 

@@ -11,6 +11,10 @@ Endpoints (``{type}`` is ``model``/``dataset``; model file URLs carry no type pr
 * ``GET  /api/{type}s/{ns}/{name}/tree/{rev}[/{path}]`` (the tree listing, git blob oids)
 * ``HEAD|GET [/{type}s]/{ns}/{name}/resolve/{rev}/{path}`` (X-Repo-Commit, ETag, Content-Length)
 
+That is also all the unmodified ``datasets`` client needs for ``load_dataset(repo)`` (tree
+listings of the root and of ``data/``, the card, a 404 for a loading script, the Parquet file)
+and all a DVC HTTP remote on ``/datasets/{id}/resolve/main`` needs for ``dvc pull``.
+
 Writes need ``Authorization: Bearer <token>`` when the server has a token (else 401). Commits
 are all-or-nothing: a commit is applied only after its whole body was read and parsed.
 ``fail(endpoint, status, times)`` makes the next ``times`` requests to an endpoint

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,10 @@ def test_project_params_file_loads_into_every_section() -> None:
     assert isinstance(cfg, Config) and cfg.path == str(ROOT / "params.yaml")
     assert cfg.build.limit is None and "nb201" in cfg.build.families and cfg.build.root == "data/datasets"
     assert cfg.refresh.source("nb201") == SourceSpec() and cfg.refresh.cron
-    assert cfg.pipeline.predictors == ("kgnn", "flops") and cfg.evaluate.shots == 50
+    assert cfg.pipeline.predictors == ("kgnn", "flops", "gennape") and cfg.evaluate.shots == 50
+    gennape = cfg.pipeline.train_params(cfg.train, "gennape")  # the small budget of `make run`
+    assert gennape.predictor == "gennape" and gennape.max_train and gennape.kwargs["member_kwargs"]["pretrain_families"]
+    assert cfg.pipeline.train_params(cfg.train, "kgnn") == dataclasses.replace(cfg.train, predictor="kgnn")
     assert isinstance(cfg.train.sources, tuple)
 
 

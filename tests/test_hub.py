@@ -155,3 +155,35 @@ def test_corrupt_download_is_refused(artefacts: dict[str, Path], server: HubServ
     files["model.safetensors"] = files["model.safetensors"][:-8] + b"\0" * 8  # the server now serves other bytes
     with pytest.raises(HubError, match=r"model.safetensors has sha256 .* \(corrupt download\)"):
         hub.download("napbench/m", repo_type="model", revision=rev, endpoint=server.url, token=TOKEN, cache_dir=tmp_path)
+
+
+_HF_DATASETS = textwrap.dedent("""
+    import sys
+    import datasets, pyarrow as pa
+    ds = datasets.load_dataset(sys.argv[1], revision=sys.argv[2], split="train")
+    with pa.OSFile(sys.argv[3], "wb") as sink, pa.ipc.new_file(sink, ds.data.table.schema) as w:
+        w.write_table(ds.data.table)
+""")
+
+
+def test_hf_datasets_load_dataset_reads_the_published_repo(artefacts: dict[str, Path], server: HubServer,
+                                                           tmp_path: Path) -> None:
+    """The unmodified ``datasets`` client, in a fresh process with empty caches, reads what publish pushed."""
+    pytest.importorskip("datasets")  # the [test] extra pins it
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rev = hub.push_folder(artefacts["ds_repo"], "napbench/napbench-nb201", endpoint=server.url, token=TOKEN)
+    out = tmp_path / "rows.arrow"
+    env = _env(server.url, tmp_path / "hub-cache", HF_HOME=str(tmp_path / "hf-home"),
+               HF_DATASETS_CACHE=str(tmp_path / "ds-cache"))
+    subprocess.run([sys.executable, "-c", _HF_DATASETS, "napbench/napbench-nb201", rev, str(out)], env=env,
+                   capture_output=True, text=True, check=True, timeout=180)
+    got = pa.ipc.open_file(str(out)).read_all()
+    want = pq.read_table(artefacts["parquet"])
+    assert got.column_names == want.column_names and got.num_rows == want.num_rows == 40
+    # same values; ``datasets``' Features model drops "not null" and names list items "item",
+    # so the schema is compared after casting onto the Parquet file's own
+    assert got.cast(want.schema).equals(want)
+    # it came through the server: the card's data file at the published revision
+    assert ("GET", f"/datasets/napbench/napbench-nb201/resolve/{rev}/{hub.DATA_FILE}") in server.state.requests

@@ -51,7 +51,7 @@ def train(params: TrainParams, *, progress: bool = True, input_size: int | None 
     sources = tuple(dict.fromkeys(params.sources))
     cfg = ProtocolConfig(max_train=params.max_train, epochs=params.epochs, fit_seed=params.seed, sample_seed=params.seed,
                          root=params.root, mirror=params.mirror, progress=progress, zc_input_size=input_size)
-    predictor = build_predictor(params.predictor, cfg)
+    predictor = build_predictor(params.predictor, cfg, **dict(params.kwargs))
     out = Path(params.out) if params.out else default_checkpoint_dir(predictor.predictor_name, sources)
     check_checkpoint_target(out)  # before training: a target that is not a napbench checkpoint is refused now
     train_parts, train_y, vals = [], [], {}

@@ -1,4 +1,4 @@
-"""The ``publish`` flow: datasets and checkpoints in Hub layout, pushed to the Hub when configured."""
+"""The ``publish`` flow: datasets, checkpoints and the DVC store in Hub layout, pushed to the Hub when configured."""
 
 from __future__ import annotations
 
@@ -28,6 +28,29 @@ def export_checkpoint(name: str, path: str, out: str) -> str:
     return str(hub.export_checkpoint(path, out))
 
 
+@task(name="export-dvc-store")
+def export_dvc_store(repo: str, stages: list[str], out: str, repo_id: str) -> dict[str, Any]:
+    """Write the DVC objects of the build stages' recorded outputs as a Hub dataset repo laid out like a DVC remote.
+
+    Returns the folder (None when no object is available) and the stages whose object is
+    neither in the DVC cache nor in the workspace with its recorded md5.
+    """
+    from napbench import _dvc, hub
+
+    objects = _dvc.cache_objects(stages, repo=repo)
+    present = [o for o in objects if o.source is not None]
+    folder = hub.export_dvc_store(present, out, repo_id=repo_id) if present else None
+    return {"folder": str(folder) if folder else None, "objects": len(present),
+            "missing": sorted({o.stage for o in objects if o.source is None})}
+
+
+def dvc_repo(cfg: Config) -> Path | None:
+    """The DVC repository of a configuration: the folder of its params.yaml (else the working
+    folder) when it holds ``dvc.yaml`` and ``.dvc/``; None otherwise."""
+    root = Path(cfg.path).resolve().parent if cfg.path else Path.cwd()
+    return root if (root / "dvc.yaml").is_file() and (root / ".dvc").is_dir() else None
+
+
 @task(name="push-repo", task_run_name="push {repo_id}", retries=2, retry_delay_seconds=5)
 def push_repo(folder: str, repo_id: str, repo_type: str, record: str, private: bool) -> str:
     """Push one repo folder as one verified commit; records its revision. Touches the network: retried."""
@@ -51,6 +74,19 @@ def run_publish(cfg: Config, checkpoints: dict[str, str], *, push: bool | None =
                                [str(out / "models" / pp.namespace / Path(checkpoints[n]).name) for n in names])
     folders = {"dataset": [f.result() for f in ds], "model": [f.result() for f in ms]}
     log.info("exported %d dataset and %d model repos in Hub layout under %s", len(folders["dataset"]), len(folders["model"]), out)
+    repo = dvc_repo(cfg)
+    if pp.dvc_store and repo is None:
+        log.info("DVC store: no DVC repository beside %s; not exported", cfg.path or "./params.yaml")
+    elif pp.dvc_store:
+        store_id = f"{pp.namespace}/{pp.dvc_store}"
+        store = export_dvc_store(str(repo), [f"build@{f}" for f in cfg.build.families], str(out / "datasets" / store_id), store_id)
+        if store["missing"]:
+            log.info("DVC store: no cache object (nor a workspace file with the recorded md5) for %s; run `dvc repro` "
+                     "or `dvc commit` to record what was built", ", ".join(store["missing"]))
+        if store["folder"]:
+            folders["dataset"].append(store["folder"])
+            log.info("DVC store: %d objects in %s (a DVC HTTP remote once pushed: %s)", store["objects"], store["folder"],
+                     hub.dvc_remote_url(store_id))
     pushed: dict[str, str] = {}
     if push if push is not None else pp.push:
         record = str(out / "published.json")

@@ -11,9 +11,15 @@ from prefect import flow, get_run_logger, task, unmapped
 from napbench.config import Config, TrainParams, load_config
 
 
+def train_params(cfg: Config, predictor: str) -> TrainParams:
+    """How the pipeline trains ``predictor``: ``train:`` with its ``pipeline.options`` applied."""
+    return cfg.pipeline.train_params(cfg.train, predictor)
+
+
 def checkpoint_dir(cfg: Config, predictor: str) -> Path:
     """Where the pipeline keeps ``predictor``'s checkpoint."""
-    return Path(cfg.pipeline.checkpoints) / f"{predictor.replace(':', '-')}-{'+'.join(cfg.train.sources)}"
+    sources = train_params(cfg, predictor).sources
+    return Path(cfg.pipeline.checkpoints) / f"{predictor.replace(':', '-')}-{'+'.join(sources)}"
 
 
 @task(name="train-predictor", task_run_name="train {params.predictor}")
@@ -28,11 +34,11 @@ def train_predictor(params: TrainParams, progress: bool = False) -> dict[str, An
 def run_train(cfg: Config, *, progress: bool = False) -> list[dict[str, Any]]:
     """The body of :func:`train` (inside a flow run): one mapped task per predictor, run in parallel."""
     log = get_run_logger()
-    params = [dataclasses.replace(cfg.train, predictor=p, out=str(checkpoint_dir(cfg, p)),
-                                  root=cfg.train.root or cfg.build.root) for p in cfg.pipeline.predictors]
+    params = [dataclasses.replace(train_params(cfg, p), out=str(checkpoint_dir(cfg, p)), root=cfg.train.root or cfg.build.root)
+              for p in cfg.pipeline.predictors]
     out = [f.result() for f in train_predictor.map(params, progress=unmapped(progress))]
-    for r in out:
-        log.info("trained %s on %s (%d architectures): %s", r["predictor"], "+".join(cfg.train.sources), r["n_train"], r["path"])
+    for r, tp in zip(out, params):
+        log.info("trained %s on %s (%d architectures): %s", r["predictor"], "+".join(tp.sources), r["n_train"], r["path"])
     return out
 
 
