@@ -265,3 +265,14 @@ def test_predict_prints_prediction_interval_meaning_percentile(tmp_path: Path, h
         assert 0.0 <= pct <= 100.0
         assert main(["predict", str(ck), *model, "--quiet"]) == 0
         assert np.isfinite(float(capsys.readouterr().out.strip()))
+
+
+def test_zero_shot_members_enter_on_one_scale(ensemble, nb201) -> None:
+    ds, _ = nb201
+    train = ds.subset(list(range(48)))
+    p = ensemble.member_predictions(train)
+    for name, row in zip(ensemble.member_names, p):
+        if "pairwise" in name:
+            continue  # normal scores of ranks: unit spread by construction
+        assert row.std() == pytest.approx(1.0, rel=1e-6), name  # one family: spread divided out exactly
+    assert (ensemble.scales.numpy() > 0).all()

@@ -9,7 +9,10 @@ their label transforms (pairwise members: the normal quantile of their merge-sor
 ``kgnn`` and ``flops`` by being fitted on per-family z-scored labels.
 
 * zero-shot, the prediction is the **equal-weight mean** of the members' z-scores: how many
-  standard deviations above the mean of its family the label is expected to be;
+  standard deviations above the mean of its family the label is expected to be. Each member's
+  output is first divided by its spread on the training graphs (mean within-family standard
+  deviation; 1 for the rank-based pairwise members), so that a member that predicts shrunken
+  z-scores (least squares on a weak feature, e.g. ``flops``) still carries its equal weight;
 * :meth:`GennapeEnsemble.fine_tune` standardises the k target labels with their own mean and
   standard deviation, fine-tunes every member on them, and weights the members by the
   softmax of their Kendall tau on that sample (after fine-tuning; ``weight_temperature``
@@ -34,7 +37,7 @@ from napbench.zoo._graphs import GraphsLike, check_graphs_labels, graph_family_o
 from napbench.zoo._interface import Predictor, utc_now
 from napbench.zoo._registry import get_predictor, register_predictor
 from napbench.zoo.gennape import transforms as T
-from napbench.zoo.gennape.predictors import LABEL_TASK, EncoderCache, GennapePredictor
+from napbench.zoo.gennape.predictors import LABEL_TASK, EncoderCache, GennapePairwise, GennapePredictor
 
 #: the members, in order
 MEMBERS: tuple[str, ...] = ("gennape:cl+fcm+t", "gennape:cl+t", "gennape:cl+pairwise", "gennape:cl+fcm+pairwise", "kgnn", "flops")
@@ -84,6 +87,7 @@ class GennapeEnsemble(Predictor):
         self.register_buffer("weights", torch.full((len(self.member_names),), 1.0 / len(self.member_names), dtype=torch.float64))
         self.register_buffer("out_map", torch.tensor([0.0, 1.0], dtype=torch.float64))
         self.register_buffer("taus", torch.zeros(len(self.member_names), dtype=torch.float64))
+        self.register_buffer("scales", torch.ones(len(self.member_names), dtype=torch.float64))
 
     # -- config / checkpoints ---------------------------------------------------------------
     def checkpoint_config(self) -> dict[str, Any]:
@@ -177,11 +181,33 @@ class GennapeEnsemble(Predictor):
         self.weights = torch.full((n,), 1.0 / n, dtype=torch.float64)
         self.out_map = torch.tensor([0.0, 1.0], dtype=torch.float64)
         self.taus = torch.zeros(n, dtype=torch.float64)
+        self.scales = torch.as_tensor(self._member_spreads(graphs, seed), dtype=torch.float64)
         pre = first.training_info.get("pretrain") if first is not None else None
         self._record("fit", graphs, y, seed=seed, members=self.member_names, when=utc_now())
         if pre:
             self.training_info["pretrain"] = dict(pre)
         return self
+
+    def _member_spreads(self, graphs: GraphsLike, seed: int, cap: int = 2000) -> np.ndarray:
+        """Each member's mean within-family standard deviation of its predictions on (up to ``cap``
+        of) the training graphs; zero-shot predictions are divided by it so that every member
+        enters the equal-weight mean on one scale (a least-squares member such as ``flops``
+        predicts a shrunken z-score). Rank-based (pairwise) members have unit spread already."""
+        fams = np.asarray(graph_family_of_each(graphs), dtype=object)
+        rows = np.arange(len(fams))
+        if len(rows) > cap:
+            rows = np.sort(np.random.default_rng((seed, 17)).choice(len(rows), size=cap, replace=False))
+        sub = graphs.subset(rows.tolist()) if is_dataset(graphs) else [graphs[int(i)] for i in rows]
+        out = []
+        for m in self.members:
+            if isinstance(m, GennapePairwise):
+                out.append(1.0)
+                continue
+            p = np.asarray(m.predict(sub), dtype=np.float64)
+            sds = [p[fams[rows] == f].std() for f in dict.fromkeys(fams[rows].tolist()) if (fams[rows] == f).sum() > 1]
+            sd = float(np.mean(sds)) if sds else 0.0
+            out.append(sd if np.isfinite(sd) and sd > 1e-8 else 1.0)
+        return np.asarray(out)
 
     def fine_tune(self, graphs: GraphsLike, y: Any, *, epochs: int | None = None, seed: int = 0, progress: bool = True) -> GennapeEnsemble:
         """Fine-tune every member on the standardised k samples; weights = softmax(Kendall tau / temperature)."""
@@ -198,6 +224,7 @@ class GennapeEnsemble(Predictor):
             tau = kendalltau(p, z).statistic if np.ptp(p) > 0 else 0.0
             taus.append(0.0 if not np.isfinite(tau) else float(tau))
         self.taus = torch.tensor(taus, dtype=torch.float64)
+        self.scales = torch.ones(len(taus), dtype=torch.float64)  # every member now predicts the sample's z-score
         self.weights = torch.softmax(self.taus / self.weight_temperature, dim=0)
         self.out_map = torch.tensor([mu, sd], dtype=torch.float64)
         self._record("fine_tune", graphs, y, seed=seed, taus=[round(t, 4) for t in taus],
@@ -212,7 +239,8 @@ class GennapeEnsemble(Predictor):
     def member_predictions(self, graphs: GraphsLike) -> np.ndarray:
         """``(members, N)`` predictions on the ensemble's scale (before the target mapping)."""
         self._check_fitted()
-        return np.stack([np.asarray(m.predict(graphs), dtype=np.float64) for m in self.members])
+        p = np.stack([np.asarray(m.predict(graphs), dtype=np.float64) for m in self.members])
+        return p / self.scales.numpy()[:, None]
 
     def predict_with_uncertainty(self, graphs: GraphsLike) -> dict[str, Any]:
         """``mean`` (the prediction), ``std`` (weighted spread of the members), ``members`` (name -> values), ``weights``."""
