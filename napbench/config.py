@@ -53,6 +53,14 @@ class TrainParams:
     mirror: str | None = None
     #: keyword arguments of the predictor's constructor (JSON-able; recorded in its checkpoint config)
     kwargs: Mapping[str, Any] = field(default_factory=dict)
+    #: per-predictor defaults (``train.options.<predictor>``) that ``napbench train <predictor>``
+    #: applies below its command-line flags, e.g. GENNAPE's sources and budget
+    options: Mapping[str, PredictorOptions] = field(default_factory=dict)
+
+    def for_predictor(self, predictor: str) -> TrainParams:
+        """This section for ``predictor``: its ``options`` entry applied (unchanged when it has none)."""
+        opt = self.options.get(predictor)
+        return opt.apply(self, predictor) if opt is not None else dataclasses.replace(self, predictor=predictor)
 
 
 @dataclass(frozen=True)
@@ -146,7 +154,8 @@ class PublishParams:
 
 @dataclass(frozen=True)
 class PredictorOptions:
-    """``pipeline.options.<predictor>``: how the pipeline trains one predictor.
+    """``pipeline.options.<predictor>`` / ``train.options.<predictor>``: how the pipeline (or
+    ``napbench train <predictor>``) trains one predictor.
 
     ``max_train``, ``epochs`` and ``sources`` replace ``train:``'s values when given (None:
     take ``train:``'s; ``max_train: 0`` means no cap, as in ``train:``); ``kwargs`` are the
@@ -162,11 +171,11 @@ class PredictorOptions:
         for name in ("max_train", "epochs"):
             v = getattr(self, name)
             if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 0):
-                raise ConfigError(f"pipeline option {name} is {v!r}; expected an int >= 0 (0: no cap)")
+                raise ConfigError(f"predictor option {name} is {v!r}; expected an int >= 0 (0: no cap)")
         if self.sources is not None and not (isinstance(self.sources, tuple) and self.sources and all(isinstance(f, str) for f in self.sources)):
-            raise ConfigError(f"pipeline option sources is {self.sources!r}; expected a non-empty list of family names")
+            raise ConfigError(f"predictor option sources is {self.sources!r}; expected a non-empty list of family names")
         if not isinstance(self.kwargs, Mapping) or not all(isinstance(k, str) for k in self.kwargs):
-            raise ConfigError(f"pipeline option kwargs is {self.kwargs!r}; expected a mapping of keyword -> value")
+            raise ConfigError(f"predictor option kwargs is {self.kwargs!r}; expected a mapping of keyword -> value")
 
     def apply(self, train: TrainParams, predictor: str) -> TrainParams:
         """``train`` for ``predictor`` with these options applied."""
@@ -250,8 +259,8 @@ def _section(raw: Any, section: str, cls: type[_T], where: Path | str) -> _T:
             v = tuple(v)
         if cls is RefreshParams and k == "sources":
             v = _sources(v, where)
-        if cls is PipelineParams and k == "options":
-            v = _options(v, where)
+        if cls in (PipelineParams, TrainParams) and k == "options":
+            v = _options(v, where, section)
         if k == "kwargs" and not isinstance(v, dict):
             raise ConfigError(f"{section}.kwargs of {where} is {v!r}; expected a mapping of keyword -> value")
         values[k] = v
@@ -280,15 +289,15 @@ def _sources(raw: Any, where: Path | str) -> dict[str, SourceSpec]:
     return out
 
 
-def _options(raw: Any, where: Path | str) -> dict[str, PredictorOptions]:
+def _options(raw: Any, where: Path | str, section: str = "pipeline") -> dict[str, PredictorOptions]:
     if not isinstance(raw, dict):
-        raise ConfigError(f"pipeline.options of {where} is a {type(raw).__name__}; expected a mapping predictor -> options")
+        raise ConfigError(f"{section}.options of {where} is a {type(raw).__name__}; expected a mapping predictor -> options")
     names = [f.name for f in dataclasses.fields(PredictorOptions)]
     out: dict[str, PredictorOptions] = {}
     for name, spec in raw.items():
         spec = {} if spec is None else spec
         if not isinstance(spec, dict) or set(spec) - set(names):
-            raise ConfigError(f"pipeline.options.{name} of {where} is {spec!r}; expected a mapping with keys among {names}")
+            raise ConfigError(f"{section}.options.{name} of {where} is {spec!r}; expected a mapping with keys among {names}")
         if isinstance(spec.get("sources"), list):
             spec = {**spec, "sources": tuple(spec["sources"])}
         out[str(name)] = PredictorOptions(**spec)

@@ -67,3 +67,28 @@ def test_unknown_keys_warn(tmp_path: Path) -> None:
         load_config(p)
     with pytest.raises(ConfigError, match="not found"):
         load_config(tmp_path / "missing.yaml")
+
+
+def test_train_options_give_a_predictor_its_own_defaults(tmp_path) -> None:
+    from napbench.config import TrainParams, read_params
+
+    p = tmp_path / "params.yaml"
+    p.write_text("train:\n  predictor: kgnn\n  sources: [nb201]\n  max_train: 100\n"
+                 "  options:\n    gennape: {sources: [nb101, nb301], max_train: 0, kwargs: {kgnn_epochs: 2}}\n")
+    tp = read_params(p, "train", TrainParams)
+    assert tp.for_predictor("kgnn") == tp
+    g = tp.for_predictor("gennape")
+    assert (g.predictor, g.sources, g.max_train, dict(g.kwargs)) == ("gennape", ("nb101", "nb301"), None, {"kgnn_epochs": 2})
+    assert tp.for_predictor("flops").sources == ("nb201",) and tp.for_predictor("flops").predictor == "flops"
+
+
+def test_train_options_must_be_a_mapping(tmp_path) -> None:
+    import pytest
+
+    from napbench.config import TrainParams, read_params
+    from napbench.errors import ConfigError
+
+    p = tmp_path / "params.yaml"
+    p.write_text("train:\n  options: [gennape]\n")
+    with pytest.raises(ConfigError, match="train.options"):
+        read_params(p, "train", TrainParams)

@@ -53,7 +53,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     """Fit a predictor on source families and save a checkpoint folder."""
     from napbench.evaluation._train import train
 
-    tp = _override(read_params(args.params, "train", TrainParams), args, predictor="predictor", sources="source",
+    base = read_params(args.params, "train", TrainParams)
+    base = base.for_predictor(args.predictor or base.predictor)
+    tp = _override(base, args, predictor="predictor", sources="source",
                    epochs="epochs", max_train="max_train", seed="seed", val_frac="val_frac", out="out", root="root",
                    mirror="mirror")
     res = train(tp, progress=not args.quiet, input_size=args.input_size, card_results=args.card_results)
