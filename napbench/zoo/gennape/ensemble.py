@@ -16,8 +16,9 @@ their label transforms (pairwise members: the normal quantile of their merge-sor
 * :meth:`GennapeEnsemble.fine_tune` standardises the k target labels with their own mean and
   standard deviation, fine-tunes every member on them, and weights the members by the
   softmax of their Kendall tau on that sample (after fine-tuning; ``weight_temperature``
-  divides the taus, 1.0 = the plain softmax); predictions are then mapped back to the target's
-  label units with the sample's mean and standard deviation;
+  divides the taus, 1.0 = the plain softmax); each member is divided by its spread on the
+  sample (as zero-shot), and the weighted mean is mapped to the target's label units by the
+  least-squares line through the sample;
 * the **uncertainty** is the weighted standard deviation of the members' predictions
   (:meth:`GennapeEnsemble.predict_with_uncertainty` also returns each member's value).
 """
@@ -217,16 +218,19 @@ class GennapeEnsemble(Predictor):
         self._check_fitted()
         mu, sd = float(y.mean()), float(y.std()) if y.std() > 0 else 1.0
         z = (y - mu) / sd
-        taus = []
+        taus, preds = [], []
         for m in self.members:
             m.fine_tune(graphs, z, epochs=epochs if isinstance(m, GennapePredictor) else None, seed=seed, progress=False)
-            p = m.predict(graphs)
+            p = np.asarray(m.predict(graphs), dtype=np.float64)
             tau = kendalltau(p, z).statistic if np.ptp(p) > 0 else 0.0
             taus.append(0.0 if not np.isfinite(tau) else float(tau))
+            preds.append(p)
         self.taus = torch.tensor(taus, dtype=torch.float64)
-        self.scales = torch.ones(len(taus), dtype=torch.float64)  # every member now predicts the sample's z-score
+        # every member on one scale again (its spread on the sample), as zero-shot
+        self.scales = torch.tensor([float(p.std()) if p.std() > 1e-8 else 1.0 for p in preds], dtype=torch.float64)
         self.weights = torch.softmax(self.taus / self.weight_temperature, dim=0)
-        self.out_map = torch.tensor([mu, sd], dtype=torch.float64)
+        mix = (self.weights.numpy()[:, None] * np.stack(preds) / self.scales.numpy()[:, None]).sum(0)
+        self.out_map = torch.tensor(_label_map(mix, y, mu, sd), dtype=torch.float64)
         self._record("fine_tune", graphs, y, seed=seed, taus=[round(t, 4) for t in taus],
                      weights=[round(float(w), 4) for w in self.weights])
         return self
@@ -255,6 +259,16 @@ class GennapeEnsemble(Predictor):
     def predict(self, graphs: GraphsLike, *, progress: bool = False) -> np.ndarray:
         """The weighted mean of the members (see the module docstring for its scale)."""
         return self.predict_with_uncertainty(graphs)["mean"]
+
+
+def _label_map(mix: np.ndarray, y: np.ndarray, mu: float, sd: float) -> tuple[float, float]:
+    """``(a, b)`` of the least-squares line ``y ~ a + b * mix`` on the fine-tuning sample (the
+    weighted mean of unit-spread members is shrunken, so ``(mu, sd)`` alone would bias MAE);
+    ``(mu, sd)`` when the fit is degenerate or not increasing."""
+    if len(mix) < 3 or np.ptp(mix) <= 0:
+        return mu, sd
+    b, a = np.polyfit(mix, y, 1)
+    return (float(a), float(b)) if np.isfinite(a) and np.isfinite(b) and b > 0 else (mu, sd)
 
 
 def _family_z(graphs: GraphsLike, y: np.ndarray, source_task: str | None) -> tuple[GraphsLike, np.ndarray]:
