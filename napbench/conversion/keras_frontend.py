@@ -34,7 +34,12 @@ Conventions (the same as :mod:`napbench.conversion.torch_frontend`, so both give
 
 Custom layers: a layer class with a ``napbench_op`` class attribute naming a weight-free
 vocabulary op (e.g. ``napbench_op = "zero"`` for a NAS 'none' edge, ``"identity"`` for
-plumbing) is mapped onto that op without looking inside it; any other layer without a handler
+plumbing) is mapped onto that op without looking inside it. A custom layer with weights (a
+class token, position embeddings) describes itself with a method
+``napbench_graph(self, builder, inputs, *, name) -> handle``: ``inputs`` are the
+:class:`~napbench.conversion.builder.GraphBuilder` handles of its tensor inputs, and it emits
+its nodes with the builder's public methods (``param`` for its learned tensors,
+``elementwise``, ``add_node``...), as the built-in handlers do. Any other layer without a handler
 (``Lambda``, ``PReLU``, RNNs...) raises :class:`UnsupportedOpError` naming the layer,
 or becomes an ``unknown`` node with ``allow_unknown=True``.
 """
@@ -284,6 +289,14 @@ def _batchnorm(ctx: _Ctx, layer: Any, ins: list[_T], args: Any, kwargs: Any, out
     return ctx.b.add_node("bn", [x.h], ctx.cf(outs[0]), weight_shape=(c,) if layer.scale else (), bias=bool(layer.center), name=name)
 
 
+def _feature_out(ctx: _Ctx, x: _T, c: int, out: KShape) -> tuple[int, ...]:
+    """Output shape of a shape-keeping op over the ``c`` features of ``x``: ``x``'s canonical shape when its
+    axis 0 holds those features (a map reshaped into tokens stays a map, as in the torch frontend), else
+    the shape of ``out``."""
+    shp = ctx.b.shape(x.h)
+    return shp if shp[:1] == (c,) and math.prod(shp) == math.prod(ctx.cf(out)) else ctx.cf(out)
+
+
 @_register(_classes(_L, "LayerNormalization GroupNormalization"))
 def _norm(ctx: _Ctx, layer: Any, ins: list[_T], args: Any, kwargs: Any, outs: list[KShape], name: str) -> int:
     x = ins[0]
@@ -294,7 +307,7 @@ def _norm(ctx: _Ctx, layer: Any, ins: list[_T], args: Any, kwargs: Any, outs: li
         return ctx.b.unsupported(f"{type(layer).__name__}({what})", [x.h], ctx.cf(outs[0]), name=name)
     c = ctx.channels(x.shape)
     return ctx.b.add_node(
-        "layernorm" if is_ln else "groupnorm", [x.h], ctx.cf(outs[0]), weight_shape=(c,) if layer.scale else (),
+        "layernorm" if is_ln else "groupnorm", [x.h], _feature_out(ctx, x, c, outs[0]), weight_shape=(c,) if layer.scale else (),
         bias=bool(layer.center), groups=1 if is_ln else int(layer.groups), name=name,
     )
 
@@ -340,8 +353,11 @@ def _softmax(ctx: _Ctx, layer: Any, ins: list[_T], args: Any, kwargs: Any, outs:
 
 
 def _merge(op: str) -> Handler:
+    """An n-ary elementwise layer: the shape of its largest input (the builder's broadcast rule), so a sum of
+    a feature map and the tokens it was reshaped into keeps the map's shape, as in every frontend."""
+
     def h(ctx: _Ctx, layer: Any, ins: list[_T], args: Any, kwargs: Any, outs: list[KShape], name: str) -> int:
-        return ctx.b.add_node(op, [t.h for t in ins], ctx.cf(outs[0]), name=name)
+        return ctx.b.elementwise(op, [t.h for t in ins], name=name)
 
     return h
 
@@ -447,7 +463,7 @@ _register(
         "GaussianDropout AlphaDropout ActivityRegularization Masking Rescaling Normalization RandomFlip RandomRotation "
         "RandomZoom RandomTranslation RandomContrast RandomBrightness",
     )
-    + _classes(_knp, "Reshape ExpandDims Squeeze Transpose Copy Ravel")
+    + _classes(_knp, "Reshape ExpandDims Squeeze Transpose Copy Ravel Roll")
     + _classes(_kcore, "Cast StopGradient ConvertToTensor")
     + _classes(_kconvnext, "StochasticDepth")
 )(_plumbing)
@@ -535,6 +551,16 @@ _register(_classes(_knp, "Add"))(_binary("add"))
 _register(_classes(_knp, "Subtract"))(_binary("sub"))
 _register(_classes(_knp, "Multiply"))(_binary("mul"))
 _register(_classes(_knp, "Divide TrueDivide"))(_binary("div"))
+
+
+@_register(_classes(_knp, "GetItem"))
+def _getitem(ctx: _Ctx, kop: Any, ins: list[_T], args: Any, kwargs: Any, outs: list[KShape], name: str) -> int:
+    """``x[...]``: plumbing when it keeps every element, else a ``slice`` (taking the class token)."""
+    x = ins[0]
+    out = ctx.cf(outs[0])
+    if math.prod(out) == ctx.b.numel(x.h):
+        return x.h
+    return ctx.b.add_node("slice", [x.h], out, name=name)
 
 
 @_register(_classes(_knp, "Matmul"))
@@ -662,7 +688,10 @@ def _convert_op(ctx: _Ctx, op: Any, ins: list[_T], args: Any, kwargs: Any, outs:
             raise ConversionError(f"keras sub-model {name!r} takes {len(sub.inputs)} inputs but got {len(ins)}; expected a matching call")
         return _walk(ctx, sub, ins, f"{name}/")
     tag = getattr(type(op), "napbench_op", None)
-    if tag is not None:
+    describe = getattr(op, "napbench_graph", None)
+    if callable(describe):
+        h = describe(ctx.b, [t.h for t in ins], name=name)
+    elif tag is not None:
         h = _tagged(ctx, op, str(tag), ins, outs, name)
     else:
         handler = _lookup(type(op))

@@ -319,7 +319,88 @@ def keras_convnext() -> Any:
     return keras.Model(inp, L.Dense(10)(x))
 
 
-KERAS: dict[str, Callable[[], Any]] = {"convnext": keras_convnext}
+def _keras_token_layers() -> tuple[type, type]:
+    """Keras has no class-token or position-embedding layer: the two custom layers a Keras ViT writes.
+
+    Each describes itself to napbench with ``napbench_graph`` (its weight is a learned tensor, a
+    ``param`` node), as the Keras frontend documents for custom layers with weights.
+    """
+    import keras
+
+    from napbench.conversion.builder import tokens
+
+    class ClassToken(keras.layers.Layer):
+        """Prepends a learned class token to ``(B, N, C)`` tokens."""
+
+        def build(self, input_shape: Any) -> None:
+            self.token = self.add_weight(shape=(1, 1, input_shape[-1]), initializer="random_normal", name="token")
+
+        def call(self, x: Any) -> Any:
+            t = keras.ops.broadcast_to(self.token, (keras.ops.shape(x)[0], 1, x.shape[-1]))
+            return keras.ops.concatenate([t, x], axis=1)
+
+        def compute_output_shape(self, s: Any) -> Any:
+            return (s[0], s[1] + 1, s[2])
+
+        def napbench_graph(self, b: Any, inputs: list[int], *, name: str) -> int:
+            c = int(self.token.shape[-1])
+            t = b.param(tuple(self.token.shape), (c,), name=f"{name}/token")
+            return b.add_node("concat", [t, inputs[0]], tokens(c, b.numel(inputs[0]) + c), name=name)
+
+    class PositionEmbedding(keras.layers.Layer):
+        """Adds a learned ``(1, N, C)`` position embedding."""
+
+        def build(self, input_shape: Any) -> None:
+            self.pos = self.add_weight(shape=(1, *input_shape[1:]), initializer="random_normal", name="pos")
+
+        def call(self, x: Any) -> Any:
+            return x + self.pos
+
+        def napbench_graph(self, b: Any, inputs: list[int], *, name: str) -> int:
+            w = tuple(int(d) for d in self.pos.shape)
+            p = b.param(w, tokens(w[-1], w[-1] * w[-2]), name=f"{name}/pos")
+            return b.elementwise("add", [inputs[0], p], name=name)
+
+    return ClassToken, PositionEmbedding
+
+
+def keras_vit(dim: int = 32, depth: int = 2, heads: int = 4, patch: int = 8) -> Any:
+    """The ViT-style classifier with Keras layers: ``MultiHeadAttention`` (separate q/k/v projections, where
+    the torch twin has one fused ``qkv``), exact GELU, a class-token head."""
+    import keras
+
+    L = keras.layers
+    ClassToken, PositionEmbedding = _keras_token_layers()
+    inp = keras.Input((32, 32, 3))
+    x = L.Reshape((-1, dim))(L.Conv2D(dim, patch, patch)(inp))
+    x = PositionEmbedding()(ClassToken()(x))
+    for _ in range(depth):
+        y = L.LayerNormalization(epsilon=1e-5)(x)
+        x = L.Add()([x, L.MultiHeadAttention(heads, dim // heads)(y, y)])
+        y = L.Dense(2 * dim, activation="gelu")(L.LayerNormalization(epsilon=1e-5)(x))
+        x = L.Add()([x, L.Dense(dim)(y)])
+    x = L.LayerNormalization(epsilon=1e-5)(x)
+    return keras.Model(inp, L.Dense(10)(x[:, 0]))
+
+
+def keras_se_hybrid(c: int = 16) -> Any:
+    """The SE / CBAM / self-attention hybrid with Keras layers (``keras.ops`` for the channel mean and max)."""
+    import keras
+
+    L, ops = keras.layers, keras.ops
+    inp = keras.Input((32, 32, 3))
+    x = L.ReLU()(L.BatchNormalization()(L.Conv2D(c, 3, 2, padding="same", use_bias=False)(inp)))
+    s = L.GlobalAveragePooling2D(keepdims=True)(x)
+    s = L.Conv2D(c, 1, activation="sigmoid")(L.Conv2D(c // 4, 1, activation="relu")(s))
+    x = L.Multiply()([x, s])
+    m = L.Concatenate()([ops.mean(x, axis=-1, keepdims=True), ops.max(x, axis=-1, keepdims=True)])
+    x = L.Multiply()([x, L.Conv2D(1, 7, padding="same", activation="sigmoid")(m)])
+    t = L.Reshape((-1, c))(x)
+    t = L.LayerNormalization(epsilon=1e-5)(L.Add()([t, L.MultiHeadAttention(2, c // 2)(t, t)]))
+    return keras.Model(inp, L.Dense(10)(L.GlobalAveragePooling1D()(t)))
+
+
+KERAS: dict[str, Callable[[], Any]] = {"vit": keras_vit, "convnext": keras_convnext, "se_hybrid": keras_se_hybrid}
 
 
 if __name__ == "__main__":  # the agreement table of the README: python tests/conversion/token_nets.py
