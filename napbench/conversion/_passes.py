@@ -36,7 +36,7 @@ import math
 from dataclasses import replace
 
 from napbench.conversion.builder import canon_shape, tokens
-from napbench.conversion.graph import CompGraph, Node, Shape
+from napbench.conversion.graph import CompGraph, Node, Shape, with_inputs
 
 #: parameter-free ops whose result is fully determined by op, inputs and recorded attributes
 _CSE_OPS = frozenset(
@@ -75,7 +75,9 @@ def _compact(nodes: list[Node | None], outputs: list[int], alias: dict[int, int]
             i = alias[i]
         return i
 
-    nodes = [None if n is None else (replace(n, inputs=tuple(res(s) for s in n.inputs)) if any(s in alias for s in n.inputs) else n) for n in nodes]
+    if alias:
+        nodes = [None if n is None else (with_inputs(n, tuple(res(s) for s in n.inputs)) if any(s in alias for s in n.inputs) else n)
+                 for n in nodes]
     outputs = [res(o) for o in outputs]
     live = _live(nodes, outputs)
     new_index: dict[int, int] = {}
@@ -85,7 +87,9 @@ def _compact(nodes: list[Node | None], outputs: list[int], alias: dict[int, int]
             continue
         new_index[i] = len(out)
         if n.inputs:
-            n = replace(n, inputs=tuple(new_index[s] for s in n.inputs))
+            ins = tuple(new_index[s] for s in n.inputs)
+            if ins != n.inputs:
+                n = with_inputs(n, ins)
         out.append(n)
     seen: list[int] = []
     for o in outputs:
