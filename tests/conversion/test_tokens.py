@@ -374,6 +374,29 @@ def test_keras_exact_gelu_through_tf2onnx(faithful: bool) -> None:
     assert g.canonical_hash == from_keras(model).canonical_hash
 
 
+@pytest.mark.tf
+@pytest.mark.parametrize("faithful", [True, False], ids=["faithful", "tf2onnx_defaults"])
+def test_keras_layer_norm_on_tokens_through_tf2onnx(faithful: bool) -> None:
+    """tf2onnx writes Keras' LayerNormalization as ``tf.nn.moments`` arithmetic (mean, ``Sub``, ``Mul``, ``Sqrt``,
+    ``Reciprocal``, ``Neg``) and a Dense on tokens after exact GELU as a Tensordot that reads ``Shape``: read as
+    ``layernorm``, ``gelu`` and ``linear`` nodes, the graph ``from_keras`` gives."""
+    keras = pytest.importorskip("keras")
+    pytest.importorskip("tf2onnx")
+    from onnx_export import keras_to_onnx, randomize_keras
+
+    from napbench.conversion import from_keras
+
+    L = keras.layers
+    inp = keras.Input((16, 8))
+    x = L.Dense(6, activation="gelu")(L.LayerNormalization(epsilon=1e-5)(inp))
+    model = randomize_keras(keras.Model(inp, L.Dense(4)(L.LayerNormalization(epsilon=1e-5)(x))))
+    proto = keras_to_onnx(model, faithful=faithful)
+    assert {"Neg", "Reciprocal", "Shape"} <= {n.op_type for n in proto.graph.node}
+    g = from_onnx(proto)
+    assert [n.op for n in g.nodes] == ["input", "layernorm", "linear", "gelu", "layernorm", "linear"]
+    assert g.canonical_hash == from_keras(model).canonical_hash and g.params == model.count_params()
+
+
 def test_unused_and_shared_parameters_are_reported() -> None:
     """Any torch model: ``g.params - shared_params + unused_params == sum(p.numel())``."""
 

@@ -389,7 +389,7 @@ def _norm(op: str) -> Handler:
         h, p = _x(c, node)
         scale = node.input[1] if len(node.input) > 1 and node.input[1] else None
         bias = len(node.input) > 2 and bool(node.input[2])
-        ws = tuple(c.shape(scale)) if scale else ()
+        ws = tuple(d for d in c.shape(scale) if d != 1) or (1,) if scale else ()  # tf2onnx stores (1, 1, C)
         a = _attrs(node)
         xs = c.shape(node.input[0])
         if op == "layernorm":
