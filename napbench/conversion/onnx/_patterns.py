@@ -29,6 +29,7 @@ class _Patterns:
     def patterns(self) -> None:
         """Rewrite every formula; again while a rewrite lets analysis reach shapes it could not see before
         (a layer norm after tf2onnx's ``Erfc`` GELU is recognised once the GELU is)."""
+        self._formulas: set[int] = set()  # ids of the nodes written for formulas (they keep their input's shape)
         for _ in range(4):
             if not self._patterns_once():
                 return
@@ -75,15 +76,17 @@ class _Patterns:
             for i, n in enumerate(self.nodes):
                 for name in n.input:
                     self.consumers.setdefault(name, []).append(i)
-            # a replaced formula keeps its input's shape; shapes that inference could not reach
-            # past an op it does not know (tf2onnx's Erfc) are inferred again from there on
-            for n in replace_at.values():
-                if self.shapes.get(n.output[0]) is None and self.shapes.get(n.input[0]) is not None:
-                    self.shapes[n.output[0]] = self.shapes[n.input[0]]
-                    if n.input[0] in self.types:
-                        self.types[n.output[0]] = self.types[n.input[0]]
-            for n in self.nodes:  # and shape arithmetic on them (tf2onnx's Tensordot reads Shape) evaluated
-                if self._stale(n):
+            # a replaced formula keeps its input's shape; shapes that inference could not reach past
+            # an op it does not know (tf2onnx's Erfc) are inferred again from there on, in graph order,
+            # and shape arithmetic on them (tf2onnx's Tensordot reads Shape) is evaluated
+            self._formulas.update(id(n) for n in replace_at.values())
+            for n in self.nodes:
+                if id(n) in self._formulas:
+                    if self.shapes.get(n.output[0]) is None and self.shapes.get(n.input[0]) is not None:
+                        self.shapes[n.output[0]] = self.shapes[n.input[0]]
+                        if n.input[0] in self.types:
+                            self.types[n.output[0]] = self.types[n.input[0]]
+                elif self._stale(n):
                     self._analyse_node(n)  # type: ignore[attr-defined]
         return bool(drop)
 
