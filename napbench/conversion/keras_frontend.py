@@ -56,7 +56,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from napbench.conversion.builder import GraphBuilder, canon_shape, tokens
+from napbench.conversion.builder import GraphBuilder, canon_shape, same_padding, tokens
 from napbench.conversion.graph import CompGraph
 from napbench.conversion.vocab import OPS, SPATIAL, WEIGHTED
 from napbench.errors import ConversionError, NapbenchError, UnsupportedOpError
@@ -169,21 +169,10 @@ except ImportError:  # pragma: no cover
     _kconvnext = None
 
 
-def _same_pad(spatial: Sequence[int], k: Sequence[int], s: Sequence[int], d: Sequence[int]) -> tuple[int, ...]:
-    """TensorFlow's 'same' padding as (begin..., end...)."""
-    begin, end = [], []
-    for n, ki, si, di in zip(spatial, k, s, d):
-        eff = di * (ki - 1) + 1
-        total = max((math.ceil(n / si) - 1) * si + eff - n, 0)
-        begin.append(total // 2)
-        end.append(total - total // 2)
-    return (*begin, *end)
-
-
 def _padding(mode: str, spatial: Sequence[int], k: Sequence[int], s: Sequence[int], d: Sequence[int]) -> tuple[int, ...]:
     nd = len(k)
     if mode == "same":
-        return _same_pad(spatial, k, s, d)
+        return same_padding(spatial, k, s, d)
     if mode == "causal":
         return (*(di * (ki - 1) for ki, di in zip(k, d)), *(0,) * nd)
     return (0,) * (2 * nd)
@@ -530,19 +519,9 @@ def _binary(op: str) -> Handler:
             return ctx.b.add_node(op, [a.h, b.h], out, name=name)
         x, c = (a, b) if isinstance(a, _T) else (b, a)
         val = _const_value(c)
-        if op == "mul":
-            if val is not None and val.size and np.all(val == 0):
-                return ctx.b.add_node("zero", [x.h], out, name=name)
-            if val is not None and val.size and np.all(val == 1) and out == ctx.b.shape(x.h):
-                return x.h
-            return ctx.b.add_node("scale", [x.h], out, name=name)
-        if op == "div":
-            if x is a:
-                return ctx.b.add_node("scale", [x.h], out, name=name)
-            return ctx.b.unsupported("division of a constant by a tensor", [x.h], out, name=name)
-        if out != ctx.b.shape(x.h):  # add/sub of a constant: a bias shift (plumbing) unless it broadcasts
-            return ctx.b.unsupported(f"broadcast {op} with a constant", [x.h], out, name=name)
-        return x.h
+        scalar = float(val.flat[0]) if val is not None and val.size and np.all(val == val.flat[0]) else None
+        # the rule every frontend shares (x*0 -> zero, x*1 and x+c -> plumbing, x*c -> scale)
+        return ctx.b.const_arith(op, x.h, scalar, const_first=x is not a, same_size=out == ctx.b.shape(x.h), name=name)
 
     return h
 

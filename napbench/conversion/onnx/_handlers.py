@@ -10,7 +10,7 @@ from typing import Any
 import onnx
 
 from napbench.conversion._layout import einsum_parts
-from napbench.conversion.builder import canon_shape, tokens
+from napbench.conversion.builder import canon_shape, same_padding, tokens
 from napbench.conversion.onnx._common import _PLUMBING, _attrs, _cg, _channels_last_perm, _identity, _tokens_of
 from napbench.conversion.onnx._consts import _axes
 from napbench.conversion.onnx._converter import _Converter
@@ -218,11 +218,7 @@ def _spatial_attrs(c: _Converter, node: onnx.NodeProto, x: str, kernel: Shape) -
     auto = a.get("auto_pad", b"NOTSET")
     auto = auto.decode() if isinstance(auto, bytes) else str(auto)
     if auto in ("SAME_UPPER", "SAME_LOWER"):
-        size = c.shape(x)[2:]
-        tot = [max((math.ceil(size[i] / strides[i]) - 1) * strides[i] + dil[i] * (kernel[i] - 1) + 1 - size[i], 0) for i in range(nd)]
-        small = [t // 2 for t in tot]
-        big = [t - t // 2 for t in tot]
-        pad = tuple(small + big) if auto == "SAME_UPPER" else tuple(big + small)
+        pad = same_padding(c.shape(x)[2:], kernel, strides, dil, upper=auto == "SAME_UPPER")
     elif auto == "VALID":
         pad = (0,) * (2 * nd)
     else:
