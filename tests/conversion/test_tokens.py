@@ -315,7 +315,7 @@ def test_fused_projection_read_elsewhere_is_kept() -> None:
     are added stays one linear and two slices."""
     g = _exact(_Tokens(lambda m, t: m.head2(sum(m.fc0(t).chunk(2, -1))), fc0=nn.Linear(8, 16), head2=nn.Linear(8, 8)),
                (3, 16, 16))
-    assert g.op_counts()["slice"] == 2 and [n.weight_shape for n in g.nodes if n.op == "linear"][0] == (16, 8)
+    assert g.op_counts()["slice"] == 2 and next(n.weight_shape for n in g.nodes if n.op == "linear") == (16, 8)
 
 
 # -- Keras ---------------------------------------------------------------------------------------

@@ -167,7 +167,7 @@ class _Converter(_Analysis, _Patterns):
             try:
                 onnx.defs.get_schema(stop.op_type, self.opset, stop.domain or "")
                 why = "its shape rule failed on its inputs"
-            except Exception:  # no schema: not an ONNX op
+            except onnx.defs.SchemaError:  # no schema: not an ONNX op
                 why = "is not an ONNX op (an exporter left an op it could not convert, e.g. tf2onnx's Erfc)"
             cause = f": shape inference stops at node {stop.name or stop.output[0]!r} ({stop.op_type}), which {why}"
         return (f"{self.label}: {what} {name!r}, which has no static shape{cause}; expected ops with ONNX shape rules and "

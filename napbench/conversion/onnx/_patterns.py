@@ -125,7 +125,10 @@ class _Patterns:
         if mean is None:
             return None
         x, m = mean.input[0], neg.input[0]
-        consumers = lambda t: [self.nodes[i] for i in self.consumers.get(t, [])]  # noqa: E731
+
+        def consumers(t: str) -> list[onnx.NodeProto]:
+            return [self.nodes[i] for i in self.consumers.get(t, [])]
+
         sub = next((c for c in consumers(m) if c.op_type == "Sub" and list(c.input) == [x, m]), None)
         if sub is None or len(consumers(m)) != 2:
             return None
