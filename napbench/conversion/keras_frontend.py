@@ -65,13 +65,19 @@ KShape = tuple[int | None, ...]  # a Keras shape, batch axis first
 
 
 class _T:
-    """A traced Keras tensor: its builder handle and its Keras shape (batch first)."""
+    """A traced Keras tensor: its builder handle, its Keras shape (batch first) and its batch size.
 
-    __slots__ = ("h", "shape")
+    The network runs on one sample; ``batch`` is the size of the batch axis when a reshape folded
+    groups into it (MobileViT's patches ``(B*P, N, D)``, Swin's windows), which the Keras shape
+    records as unknown.
+    """
 
-    def __init__(self, h: int, shape: Sequence[int | None]) -> None:
+    __slots__ = ("batch", "h", "shape")
+
+    def __init__(self, h: int, shape: Sequence[int | None], batch: int = 1) -> None:
         self.h = h
         self.shape: KShape = tuple(None if d is None else int(d) for d in shape)
+        self.batch = batch
 
 
 def _to_napbench_shape(shape: KShape, channels_first: bool) -> tuple[int, ...]:
@@ -88,10 +94,18 @@ class _Ctx:
         self.b = b
         self.channels_first = channels_first
         self.uncounted_weights = 0
+        self.batch = 1  # batch size of the op being converted (see _T)
 
     # -- layout -------------------------------------------------------------------------
     def cf(self, shape: KShape) -> tuple[int, ...]:
-        """Keras shape (batch first) -> napbench shape (channel-first, no batch)."""
+        """Keras shape (batch first) -> napbench shape (channel-first, no batch).
+
+        Inside an op whose tensors fold groups into the batch axis (``self.batch > 1``) the shape is
+        the token shape ``(F, batch * positions)`` over the last axis, as in every frontend.
+        """
+        if self.batch > 1 and not self.channels_first:
+            s = tuple(int(d) for d in shape[1:])  # type: ignore[arg-type]
+            return tokens(s[-1], self.batch * math.prod(s))
         return _to_napbench_shape(shape, self.channels_first)
 
     def channels(self, shape: KShape) -> int:
@@ -126,7 +140,7 @@ class _Ctx:
             return h
         if op == "?":
             return self.b.unsupported(f"activation {aname!r}", [h], self.cf(shape), name=name)
-        return self.b.add_node(op, [h], self.cf(shape), name=f"{name}/{op}" if embedded else name)
+        return self.b.add_node(op, [h], self.b.shape(h), name=f"{name}/{op}" if embedded else name)
 
 
 #: Keras activation function names -> vocabulary op (None: identity)
@@ -259,7 +273,8 @@ def _dense(ctx: _Ctx, layer: Any, ins: list[_T], args: Any, kwargs: Any, outs: l
     if ctx.channels_first and len(x.shape) > 2:
         return ctx.b.unsupported("Dense on a channels_first feature map", [x.h], ctx.cf(outs[0]), name=name)
     units, c_in = int(layer.units), int(x.shape[-1])  # type: ignore[arg-type]
-    h = ctx.b.add_node("linear", [x.h], ctx.cf(outs[0]), weight_shape=(units, c_in), bias=bool(layer.use_bias), name=name)
+    shape = ctx.b.feature_shape(x.h, c_in, units, math.prod(ctx.cf(outs[0])))
+    h = ctx.b.add_node("linear", [x.h], shape, weight_shape=(units, c_in), bias=bool(layer.use_bias), name=name)
     return ctx.activation(layer.activation, h, outs[0], name)
 
 
@@ -482,18 +497,18 @@ def _mha(ctx: _Ctx, layer: Any, ins: list[_T], args: Any, kwargs: Any, outs: lis
     if getattr(layer, "_attention_axes", None) not in (None, (1,)) or len(q.shape) != 3 or not isinstance(v, _T):
         return ctx.b.unsupported("MultiHeadAttention (other attention axes or inputs)", [q.h], ctx.cf(outs[0]), name=name)
     bias = bool(layer.use_bias)
-    n_q, n_k = int(q.shape[1]), int(k.shape[1])  # type: ignore[arg-type]
+    n_q, n_k = q.batch * int(q.shape[1]), k.batch * int(k.shape[1])  # type: ignore[arg-type]  # every group's queries
 
     def proj(t: _T, width: int, nm: str) -> int:
         c_in = int(t.shape[-1])  # type: ignore[arg-type]
-        n = int(t.shape[1])  # type: ignore[arg-type]
+        n = t.batch * int(t.shape[1])  # type: ignore[arg-type]
         return ctx.b.add_node("linear", [t.h], ctx.b.feature_shape(t.h, c_in, width, n * width), weight_shape=(width, c_in),
                               bias=bias, name=f"{name}/{nm}")
 
     hq, hk, hv = proj(q, heads * dk, "query"), proj(k, heads * dk, "key"), proj(v, heads * dv, "value")
-    s = ctx.b.add_node("matmul", [hq, hk], tokens(n_k, heads * n_q * n_k), inner=dk, name=f"{name}/qk")
+    s = ctx.b.add_node("matmul", [hq, hk], tokens(n_k // k.batch, heads * n_q * n_k // k.batch), inner=dk, name=f"{name}/qk")
     p = ctx.b.add_node("softmax", [s], ctx.b.shape(s), name=f"{name}/softmax")
-    a = ctx.b.add_node("matmul", [p, hv], tokens(dv, heads * n_q * dv), inner=n_k, name=f"{name}/av")
+    a = ctx.b.add_node("matmul", [p, hv], tokens(dv, heads * n_q * dv), inner=n_k // k.batch, name=f"{name}/av")
     e = int(outs[0][-1])  # type: ignore[arg-type]
     return ctx.b.add_node("linear", [a], ctx.cf(outs[0]), weight_shape=(e, heads * dv), bias=bias, name=f"{name}/output")
 
@@ -666,6 +681,7 @@ def _convert_op(ctx: _Ctx, op: Any, ins: list[_T], args: Any, kwargs: Any, outs:
         if len(ins) != len(sub.inputs):
             raise ConversionError(f"keras sub-model {name!r} takes {len(sub.inputs)} inputs but got {len(ins)}; expected a matching call")
         return _walk(ctx, sub, ins, f"{name}/")
+    ctx.batch = max((t.batch for t in ins), default=1)
     tag = getattr(type(op), "napbench_op", None)
     describe = getattr(op, "napbench_graph", None)
     if callable(describe):
@@ -679,7 +695,12 @@ def _convert_op(ctx: _Ctx, op: Any, ins: list[_T], args: Any, kwargs: Any, outs:
         else:
             h = handler(ctx, op, ins, args, kwargs, outs, name)
     hs = h if isinstance(h, list) else [h] * len(outs)
-    return [_T(hi, s) for hi, s in zip(hs, outs)]
+    batch = ctx.batch
+    if _knp is not None and isinstance(op, _knp.Reshape) and ins:  # keras.ops.reshape may fold groups into the batch
+        numel = ins[0].batch * math.prod(int(d) for d in ins[0].shape[1:])  # type: ignore[arg-type]
+        batch = max(numel // max(math.prod(int(d) for d in outs[0][1:]), 1), 1)  # type: ignore[arg-type]
+    ctx.batch = 1
+    return [_T(hi, s, batch) for hi, s in zip(hs, outs)]
 
 
 def _tagged(ctx: _Ctx, layer: Any, op: str, ins: list[_T], outs: list[KShape], name: str) -> int:

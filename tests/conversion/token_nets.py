@@ -400,7 +400,33 @@ def keras_se_hybrid(c: int = 16) -> Any:
     return keras.Model(inp, L.Dense(10)(L.GlobalAveragePooling1D()(t)))
 
 
-KERAS: dict[str, Callable[[], Any]] = {"vit": keras_vit, "convnext": keras_convnext, "se_hybrid": keras_se_hybrid}
+def keras_mobilevit(c: int = 16, dim: int = 24, patch: int = 2) -> Any:
+    """The MobileViT-style network with Keras layers: ``keras.ops.reshape``/``transpose`` unfold the map into
+    ``(B*P, N, D)`` patches (the batch axis folds the P pixels of a patch) and fold them back."""
+    import keras
+
+    L, ops = keras.layers, keras.ops
+
+    def cbs(x: Any, ch: int, k: int, s: int = 1) -> Any:
+        return L.Activation("silu")(L.BatchNormalization(epsilon=1e-5)(L.Conv2D(ch, k, s, padding="same", use_bias=False)(x)))
+
+    inp = keras.Input((32, 32, 3))
+    x = cbs(inp, c, 3, 2)
+    y = L.Conv2D(dim, 1, use_bias=False)(cbs(x, c, 3))
+    h, p = 16, patch
+    y = ops.reshape(ops.transpose(ops.reshape(y, (-1, h // p, p, h // p, p, dim)), (0, 2, 4, 1, 3, 5)), (-1, (h // p) ** 2, dim))
+    z = L.LayerNormalization(epsilon=1e-5)(y)
+    y = L.Add()([y, L.MultiHeadAttention(2, dim // 2)(z, z)])
+    z = L.Dense(2 * dim, activation="gelu")(L.LayerNormalization(epsilon=1e-5)(y))
+    y = L.LayerNormalization(epsilon=1e-5)(L.Add()([y, L.Dense(dim)(z)]))
+    y = ops.reshape(ops.transpose(ops.reshape(y, (-1, p, p, h // p, h // p, dim)), (0, 3, 1, 4, 2, 5)), (-1, h, h, dim))
+    x = cbs(L.Concatenate()([x, cbs(y, c, 1)]), c, 3)
+    return keras.Model(inp, L.Dense(10)(L.GlobalAveragePooling2D()(x)))
+
+
+KERAS: dict[str, Callable[[], Any]] = {
+    "vit": keras_vit, "convnext": keras_convnext, "mobilevit": keras_mobilevit, "se_hybrid": keras_se_hybrid,
+}
 
 
 if __name__ == "__main__":  # the agreement table of the README: python tests/conversion/token_nets.py
