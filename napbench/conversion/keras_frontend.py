@@ -560,8 +560,10 @@ def _getitem(ctx: _Ctx, kop: Any, ins: list[_T], args: Any, kwargs: Any, outs: l
 @_register(_classes(_knp, "Matmul"))
 def _matmul(ctx: _Ctx, kop: Any, ins: list[_T], args: Any, kwargs: Any, outs: list[KShape], name: str) -> int:
     a, b = args[0], args[1]
-    if isinstance(a, _T) and isinstance(b, _T):
-        return ctx.b.add_node("matmul", [a.h, b.h], ctx.cf(outs[0]), name=name)
+    if isinstance(a, _T) and isinstance(b, _T):  # token shape of the product, inner = the contracted length
+        out = outs[0]
+        shape = tokens(int(out[-1]), ctx.batch * math.prod(int(d) for d in out[1:]))  # type: ignore[arg-type]
+        return ctx.b.add_node("matmul", [a.h, b.h], shape, inner=int(a.shape[-1]), name=name)  # type: ignore[arg-type]
     if isinstance(a, _T):
         w = np.shape(b)
         return ctx.b.add_node("linear", [a.h], ctx.cf(outs[0]), weight_shape=(int(w[-1]), int(w[-2])), name=name)

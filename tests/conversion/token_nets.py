@@ -424,8 +424,85 @@ def keras_mobilevit(c: int = 16, dim: int = 24, patch: int = 2) -> Any:
     return keras.Model(inp, L.Dense(10)(L.GlobalAveragePooling2D()(x)))
 
 
+def _keras_window_bias() -> type:
+    """Swin's relative-position bias (a learned table gathered per window position pair) plus the shifted
+    windows' constant mask, added to the attention scores: a custom layer (Keras has none)."""
+    import keras
+    import numpy as np
+
+    from napbench.conversion.builder import tokens
+
+    class WindowBias(keras.layers.Layer):
+        def __init__(self, heads: int, window: int, mask: Any = None, **kw: Any) -> None:
+            super().__init__(**kw)
+            self.heads, self.window = heads, window
+            self.mask = None if mask is None else np.asarray(mask, dtype="float32")[:, None]  # (nW, 1, N, N)
+            c = np.stack(np.meshgrid(np.arange(window), np.arange(window), indexing="ij")).reshape(2, -1)
+            rel = (c[:, :, None] - c[:, None, :]).transpose(1, 2, 0) + window - 1
+            self.index = (rel[..., 0] * (2 * window - 1) + rel[..., 1]).reshape(-1)
+
+        def build(self, input_shape: Any) -> None:
+            self.table = self.add_weight(shape=((2 * self.window - 1) ** 2, self.heads), initializer="random_normal", name="table")
+
+        def call(self, attn: Any) -> Any:
+            n = self.window**2
+            bias = keras.ops.transpose(keras.ops.reshape(keras.ops.take(self.table, self.index, axis=0), (n, n, -1)), (2, 0, 1))
+            attn = attn + bias[None]
+            if self.mask is not None:
+                nw = self.mask.shape[0]
+                attn = keras.ops.reshape(keras.ops.reshape(attn, (-1, nw, self.heads, n, n)) + self.mask[None], (-1, self.heads, n, n))
+            return attn
+
+        def napbench_graph(self, b: Any, inputs: list[int], *, name: str) -> int:
+            n = self.window**2  # the gathered bias (heads, N, N) is a view of the table; the mask is a constant
+            p = b.param(tuple(self.table.shape), tokens(n, self.heads * n * n), name=f"{name}/table")
+            return b.elementwise("add", [inputs[0], p], name=name)
+
+    return WindowBias
+
+
+def keras_swin(dim: int = 16, heads: int = 2, window: int = 4, res: int = 8) -> Any:
+    """The Swin-style network with Keras layers: window partition with ``keras.ops.reshape``/``transpose`` (windows
+    fold into the batch axis), cyclic shift with ``keras.ops.roll``, attention written with ``keras.ops.matmul``
+    (Keras' MultiHeadAttention takes no additive bias), patch merging by strided slicing."""
+    import keras
+    import torch as _torch
+
+    L, ops = keras.layers, keras.ops
+    WindowBias = _keras_window_bias()
+    w, d, nw = window, dim // heads, (res // window) ** 2
+    shifted = SwinBlock(dim, heads, window, 2, res)._mask(_torch.device("cpu")).numpy()  # the torch twin's mask
+
+    def attention(y: Any, mask: Any) -> Any:
+        def heads_of(t: Any) -> Any:
+            return ops.transpose(ops.reshape(t, (-1, w * w, heads, d)), (0, 2, 1, 3))
+
+        q, k, v = (heads_of(L.Dense(dim)(y)) for _ in range(3))
+        a = WindowBias(heads, w, mask)(ops.matmul(q * d**-0.5, ops.transpose(k, (0, 1, 3, 2))))
+        o = ops.reshape(ops.transpose(ops.matmul(L.Softmax()(a), v), (0, 2, 1, 3)), (-1, w * w, dim))
+        return L.Dense(dim)(o)
+
+    inp = keras.Input((32, 32, 3))
+    x = L.LayerNormalization(epsilon=1e-5)(L.Conv2D(dim, 4, 4)(inp))
+    for shift in (0, 2):
+        y = L.LayerNormalization(epsilon=1e-5)(x)
+        if shift:
+            y = ops.roll(y, (-shift, -shift), (1, 2))
+        y = ops.reshape(ops.transpose(ops.reshape(y, (-1, res // w, w, res // w, w, dim)), (0, 1, 3, 2, 4, 5)), (-1, w * w, dim))
+        y = attention(y, shifted if shift else None)
+        y = ops.reshape(ops.transpose(ops.reshape(y, (-1, res // w, res // w, w, w, dim)), (0, 1, 3, 2, 4, 5)), (-1, res, res, dim))
+        if shift:
+            y = ops.roll(y, (shift, shift), (1, 2))
+        x = L.Add()([x, y])
+        y = L.Dense(dim)(L.Dense(2 * dim, activation="gelu")(L.LayerNormalization(epsilon=1e-5)(x)))
+        x = L.Add()([x, y])
+    x = L.Concatenate()([x[:, 0::2, 0::2], x[:, 1::2, 0::2], x[:, 0::2, 1::2], x[:, 1::2, 1::2]])
+    x = L.LayerNormalization(epsilon=1e-5)(L.Dense(2 * dim, use_bias=False)(L.LayerNormalization(epsilon=1e-5)(x)))
+    return keras.Model(inp, L.Dense(10)(L.GlobalAveragePooling2D()(x)))
+
+
 KERAS: dict[str, Callable[[], Any]] = {
-    "vit": keras_vit, "convnext": keras_convnext, "mobilevit": keras_mobilevit, "se_hybrid": keras_se_hybrid,
+    "vit": keras_vit, "convnext": keras_convnext, "swin": keras_swin, "mobilevit": keras_mobilevit, "se_hybrid": keras_se_hybrid,
 }
 
 
