@@ -470,7 +470,7 @@ def keras_swin(dim: int = 16, heads: int = 2, window: int = 4, res: int = 8) -> 
 
     L, ops = keras.layers, keras.ops
     WindowBias = _keras_window_bias()
-    w, d, nw = window, dim // heads, (res // window) ** 2
+    w, d = window, dim // heads
     shifted = SwinBlock(dim, heads, window, 2, res)._mask(_torch.device("cpu")).numpy()  # the torch twin's mask
 
     def attention(y: Any, mask: Any) -> Any:
