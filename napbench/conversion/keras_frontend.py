@@ -15,6 +15,11 @@ Conventions (the same as :mod:`napbench.conversion.torch_frontend`, so both give
   ``ConvTranspose`` ``(C_in, C_out, *k)``, ``Dense`` a ``linear`` ``(units, C_in)`` acting on
   the last (channel) axis.
 * A layer's own ``activation=`` becomes a separate node after it; ``linear`` is none.
+* A ``keras.ops.reshape`` that folds groups into the batch axis (MobileViT's patches
+  ``(B*P, N, D)``, Swin's windows), which Keras records as an unknown batch, is tracked: such
+  tensors have the token shape ``(F, batch * positions)`` of every frontend, so their MACs count
+  every group. Shape-keeping ops (norms, activations, sums) keep their input's canonical shape
+  and ``Dense`` follows the builder's feature rule, as in the torch frontend.
 * ``'same'`` padding is recorded as TensorFlow pads it: total
   ``max((ceil(n/s)-1)*s + d*(k-1)+1 - n, 0)``, ``total//2`` before, the rest after (padding is
   not hashed; output shapes pin it down).
