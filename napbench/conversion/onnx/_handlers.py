@@ -181,12 +181,20 @@ _BIASABLE = frozenset({"conv", "linear", "conv_transpose", "groupnorm", "layerno
 
 def _bias_like(c: _Converter, src: Any, k: str, x: str) -> bool:
     """Whether constant ``k`` added to ``x`` (the output of ``src``) is ``src``'s bias."""
-    if src.op != "linear":
-        return c.per_channel(k, x)
-    # a linear's bias runs along the axis MatMul wrote: the last one
     cs, xs = c.shape(k), c.shape(x)
+    if src.op != "linear":
+        # one output channel: a one-element tensor (not a scalar) is its bias (tf2onnx's BiasAdd)
+        return c.per_channel(k, x) or (bool(src.weight_shape) and src.weight_shape[0] == 1 and len(cs) >= 1
+                                       and math.prod(cs) == 1 and src.op in ("conv", "conv_transpose"))
+    # a linear's bias runs along the axis MatMul wrote: the last one, or the last ones when the result was
+    # reshaped into heads first (tf2onnx's EinsumDense: a (heads, head_size) bias on (..., heads, head_size))
     n = src.weight_shape[0]
-    return math.prod(cs) == n and len(cs) <= len(xs) and (not cs or cs[-1] == n) and xs[-1] == n
+    if math.prod(cs) != n or len(cs) > len(xs):
+        return False
+    trail = tuple(d for d in cs)
+    while len(trail) > 1 and trail[0] == 1:
+        trail = trail[1:]
+    return (not cs or cs[-1] == n) and xs[-1] == n or len(trail) > 1 and tuple(xs[len(xs) - len(trail):]) == trail
 
 
 def _norm_affine(c: _Converter, h: int, out: str, p: Perm | None, k: str, x: str) -> bool:
