@@ -30,7 +30,7 @@ class _Patterns:
         """Rewrite every formula; again while a rewrite lets analysis reach shapes it could not see before
         (a layer norm after tf2onnx's ``Erfc`` GELU is recognised once the GELU is)."""
         self._formulas: set[int] = set()  # ids of the nodes written for formulas (they keep their input's shape)
-        for _ in range(4):
+        for _ in range(64):  # each pass reaches at least one formula further; chains are short
             if not self._patterns_once():
                 return
 
