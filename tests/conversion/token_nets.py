@@ -3,7 +3,9 @@
 Five small networks in the style of today's vision models, each written once in PyTorch the
 way such models are usually written (hand-written attention with a fused qkv projection,
 ``F.scaled_dot_product_attention``, ``permute`` to channels-last, ``torch.roll``, learned
-tokens and layer scales as ``nn.Parameter``), and in Keras where Keras has the layers:
+tokens and layer scales as ``nn.Parameter``), and once in Keras (``KERAS``: Keras layers, ``keras.ops`` and,
+where Keras has no layer -- a class token, a relative-position bias table -- a small custom layer
+that describes itself to napbench with ``napbench_graph``):
 
 * ``vit``: patch-embedding conv, class token, position embeddings, two pre-norm blocks with
   multi-head attention and a GELU MLP, class-token head;
@@ -302,7 +304,7 @@ def torch_params(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-# -- Keras (where Keras has the layers) ---------------------------------------------------------
+# -- Keras twins ------------------------------------------------------------------------------------
 def keras_convnext() -> Any:
     """The ConvNeXt-style network with Keras layers (LayerScale from keras.applications.convnext)."""
     import keras
