@@ -314,7 +314,7 @@ class CompGraph:
                     if key is not None and len(_FITS) < 100_000:
                         _FITS.add(key)
             if not known:
-                if len(checked) > 200_000:
+                if len(checked) > 50_000:
                     checked.clear()
                 checked[id(node)] = node
         sinks = tuple(i for i in range(n) if not consumed[i])
@@ -387,7 +387,7 @@ class CompGraph:
                 lab = hit[1]
             else:
                 lab = _label_bytes(node)
-                if len(by_id) > 200_000:
+                if len(by_id) > 50_000:
                     by_id.clear()
                 by_id[id(node)] = (node, lab)
             inputs = node.inputs

@@ -94,7 +94,7 @@ _PLACED: dict[tuple, Node] = {}
 def _place_cell(em: _Emitter, recipes: list[tuple], out: int, x: int, shape: tuple[int, ...]) -> int:
     base = len(em.nodes)
     memo = _PLACED
-    if len(memo) > 200_000:
+    if len(memo) > 50_000:
         memo.clear()
     append = em.nodes.append
     for r in recipes:
