@@ -7,7 +7,10 @@ tracing NB-201 torch networks on the meta device in the same run (a seeded sampl
 prints the ratio. With ``--families`` it also builds every other family at its default
 size (or ``--limit``) and prints build time and file size per family.
 
-Usage: python benchmarks/build_families.py [--trace-sample 200 | --trace-all] [--families] [--limit N]
+With ``--in-process N`` it first times the hot path alone on the first N NB-201 graphs in this
+process (fast-path build, canonical hash, Arrow encoding; best of 3).
+
+Usage: python benchmarks/build_families.py [--trace-sample 200 | --trace-all] [--families] [--limit N] [--in-process N]
 """
 
 from __future__ import annotations
@@ -57,13 +60,43 @@ def _trace_hashes(archs: list[str]) -> list[str]:
     return [fam.trace_cg(a).canonical_hash for a in archs]
 
 
+def _in_process(n: int) -> None:
+    """The hot path without processes or Parquet: ``build_cg``, ``canonical_hash``, ``graphs_to_arrow``."""
+    import itertools
+
+    from napbench.conversion.storage import graphs_to_arrow
+
+    fam = get_family("nb201")
+    archs = list(itertools.islice(fam.enumerate(), n))
+    best = {"build": float("inf"), "hash": float("inf"), "arrow": float("inf")}
+    for _ in range(3):
+        t = time.perf_counter()
+        gs = [fam.build_cg(a) for a in archs]
+        t1 = time.perf_counter()
+        for g in gs:
+            _ = g.canonical_hash
+        t2 = time.perf_counter()
+        for i in range(0, len(gs), 256):
+            graphs_to_arrow(gs[i : i + 256])
+        t3 = time.perf_counter()
+        for k, v in (("build", t1 - t), ("hash", t2 - t1), ("arrow", t3 - t2)):
+            best[k] = min(best[k], v)
+    total = sum(best.values())
+    print(f"nb201 in one process, {len(archs):,} graphs (best of 3): build {best['build']:.2f} s, hash {best['hash']:.2f} s, "
+          f"Arrow {best['arrow']:.2f} s, total {total:.2f} s ({total / len(archs) * 1e3:.2f} ms/graph)")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--trace-sample", type=int, default=200)
     p.add_argument("--trace-all", action="store_true", help="trace all 15,625 networks and compare every hash")
     p.add_argument("--families", action="store_true", help="also build every other family")
     p.add_argument("--limit", type=int, default=None, help="architectures per other family")
+    p.add_argument("--in-process", type=int, default=0, metavar="N",
+                   help="also time the first N NB-201 graphs in this process: build, hash, Arrow encoding (best of 3)")
     args = p.parse_args()
+    if args.in_process:
+        _in_process(args.in_process)
     with tempfile.TemporaryDirectory() as root:
         with PeakRSS() as mem:
             t = time.perf_counter()

@@ -20,14 +20,23 @@ The rules (part of the vocabulary version):
 9. (vocabulary 2.0) ``x * a + b`` with learned per-channel ``a`` and ``b`` (``param`` nodes of
    ``C`` elements on a tensor whose canonical axis 0 has ``C`` channels) is a ``bn``: an
    inference affine is how Keras' BatchNormalization reaches ONNX (``Mul`` + ``Add``), and
-   ONNX cannot tell a learned affine from it, so every frontend reads both as ``bn``.
+   ONNX cannot tell a learned affine from it, so every frontend reads both as ``bn``;
+10. (vocabulary 2.0) attention projections are separate ``linear`` s: a fused projection
+    (one ``linear`` of ``k * E`` outputs -- timm's ``qkv``, ``nn.MultiheadAttention``'s packed
+    ``in_proj`` -- whose only readers are ``k`` equal ``slice`` s of its features, each read
+    only by ``matmul`` s) is ``k`` linears of ``E`` outputs on the same input, each in its
+    slice's place. Keras' ``MultiHeadAttention``, separate ``nn.Linear`` query/key/value
+    projections and a fused ``qkv`` therefore give one graph; MACs and params are unchanged
+    (``k * E * C_in`` weights, ``k * E`` biases either way). Convolutions are never split.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 
-from napbench.conversion.graph import CompGraph, Node
+from napbench.conversion.builder import canon_shape, tokens
+from napbench.conversion.graph import CompGraph, Node, Shape, with_inputs
 
 #: parameter-free ops whose result is fully determined by op, inputs and recorded attributes
 _CSE_OPS = frozenset(
@@ -66,7 +75,9 @@ def _compact(nodes: list[Node | None], outputs: list[int], alias: dict[int, int]
             i = alias[i]
         return i
 
-    nodes = [None if n is None else (replace(n, inputs=tuple(res(s) for s in n.inputs)) if any(s in alias for s in n.inputs) else n) for n in nodes]
+    if alias:
+        nodes = [None if n is None else (with_inputs(n, tuple(res(s) for s in n.inputs)) if any(s in alias for s in n.inputs) else n)
+                 for n in nodes]
     outputs = [res(o) for o in outputs]
     live = _live(nodes, outputs)
     new_index: dict[int, int] = {}
@@ -76,7 +87,9 @@ def _compact(nodes: list[Node | None], outputs: list[int], alias: dict[int, int]
             continue
         new_index[i] = len(out)
         if n.inputs:
-            n = replace(n, inputs=tuple(new_index[s] for s in n.inputs))
+            ins = tuple(new_index[s] for s in n.inputs)
+            if ins != n.inputs:
+                n = with_inputs(n, ins)
         out.append(n)
     seen: list[int] = []
     for o in outputs:
@@ -141,6 +154,40 @@ def _affine_to_bn(nodes: list[Node], outputs: list[int]) -> tuple[list[Node], li
     return _compact(nodes_m, outputs, {})
 
 
+def _split_fused_projections(nodes: list[Node], outputs: list[int]) -> tuple[list[Node], list[int]]:
+    """Rule 10: ``linear(k*E) -> k slices -> matmuls`` becomes ``k`` linears of ``E`` outputs."""
+    if not any(n.op == "matmul" for n in nodes):
+        return nodes, outputs
+    cons = _consumers(list(nodes))
+    new_nodes: list[Node | None] = list(nodes)
+    new_shape: dict[int, Shape] = {}  # index of a rewritten slice -> its linear's output shape
+    for i, n in enumerate(nodes):
+        if n.op != "linear" or i in outputs or len(n.weight_shape) != 2:
+            continue
+        parts = cons[i]
+        k = len(parts)
+        w_out, c_in = n.weight_shape
+        total = math.prod(n.output_shape)
+        if k < 2 or w_out % k or total % k or any(
+            nodes[j].op != "slice" or j in outputs or not cons[j] or any(nodes[c].op != "matmul" for c in cons[j])
+            or math.prod(nodes[j].output_shape) != total // k or nodes[j].output_shape[:1] == n.output_shape[:1]
+            for j in parts
+        ):
+            continue
+        e = w_out // k
+        shape = canon_shape((e, *n.output_shape[1:])) if n.output_shape[0] == w_out else tokens(e, total // k)
+        for t, j in enumerate(parts):
+            new_nodes[j] = replace(n, output_shape=shape, weight_shape=(e, c_in), name=f"{n.name}[{t}]" if n.name else nodes[j].name)
+            new_shape[j] = shape
+        new_nodes[i] = None  # read by nothing now
+    if not new_shape:
+        return nodes, outputs
+    for i, n in enumerate(new_nodes):
+        if n is not None and any(s in new_shape for s in n.inputs):
+            new_nodes[i] = replace(n, input_shapes=tuple(new_shape.get(s, shp) for s, shp in zip(n.inputs, n.input_shapes)))
+    return _compact(new_nodes, outputs, {})
+
+
 def canonicalize(raw: list[Node], outputs: list[int]) -> tuple[list[Node], list[int]]:
     """Apply the canonicalisation rules to a raw node list (see module docstring)."""
     nodes: list[Node | None] = list(raw)
@@ -148,6 +195,7 @@ def canonicalize(raw: list[Node], outputs: list[int]) -> tuple[list[Node], list[
     # 1. dead code first so consumer counts are meaningful
     nodes, outputs = _compact(nodes, outputs, alias)
     nodes, outputs = _absorb_matmul_scales(nodes, outputs)
+    nodes, outputs = _split_fused_projections(nodes, outputs)
     nodes, outputs = _affine_to_bn(nodes, outputs)
     nodes_m: list[Node | None] = list(nodes)
     cons = _consumers(nodes_m)

@@ -48,6 +48,9 @@ if TYPE_CHECKING:  # pragma: no cover
 Shape = tuple[int, ...]
 #: memo of node label bytes (labels repeat a lot: same op and shapes across cells and graphs)
 _LABEL_CACHE: dict[tuple, bytes] = {}
+#: id(node) -> (node, its label bytes): family fast paths share Node objects across graphs, and the
+#: entry holds the node, so its id cannot be reused by another object while the entry exists
+_NODE_LABELS: dict[int, tuple[Node, bytes]] = {}
 
 
 _UNHASHED = {"hash": False}  # field metadata: informative only, not part of the canonical hash
@@ -115,6 +118,28 @@ NODE_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Node))
 #: the fields that make up a node's structural label (everything but inputs and unhashed fields)
 HASHED_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Node) if f.name != "inputs" and f.metadata.get("hash", True))
 _hash_key = attrgetter(*HASHED_FIELDS)
+_all_fields = attrgetter(*NODE_FIELDS)
+_INPUTS_AT = NODE_FIELDS.index("inputs")
+
+
+def with_inputs(node: Node, inputs: tuple[int, ...]) -> Node:
+    """``node`` reading other node indices (a faster ``dataclasses.replace(node, inputs=...)``)."""
+    values = list(_all_fields(node))
+    values[_INPUTS_AT] = inputs
+    return Node(*values)
+
+
+def _label_bytes(node: Node) -> bytes:
+    """The bytes of :meth:`Node.label` as hashed (input shapes of a commutative op sorted when they differ)."""
+    key = _hash_key(node)
+    if node.op in COMMUTATIVE and key[1].count(key[1][0]) != len(key[1]):  # argument order is not structure
+        key = (key[0], tuple(sorted(key[1])), *key[2:])
+    lab = _LABEL_CACHE.get(key)
+    if lab is None:
+        if len(_LABEL_CACHE) > 200_000:
+            _LABEL_CACHE.clear()
+        lab = _LABEL_CACHE[key] = "|".join(str(v) for v in key).encode()
+    return lab
 
 
 def _prod(shape: Iterable[int]) -> int:
@@ -212,6 +237,10 @@ def _check_param(n: Node) -> str | None:
     return None
 
 
+#: id(node) -> node, for nodes that passed every check that reads the node alone (op, sources, input
+#: shape count, weight fit); shared Node objects (family fast paths) are checked once. The entry
+#: holds the node, so its id cannot be reused while the entry exists.
+_CHECKED: dict[int, Node] = {}
 #: (weight shape, input shape, groups) of conv nodes already checked: they fit (conv
 #: checks read nothing else; graphs of one family repeat them thousands of times)
 _FITS: set[tuple] = set()
@@ -244,13 +273,22 @@ class CompGraph:
         if n == 0 or nodes[0].op != "input":
             raise InvalidGraphError(f"graph{where} must start with one 'input' node at index 0; found {nodes[0].op if n else 'no nodes'}")
         consumed = bytearray(n)
+        checked = _CHECKED
         for i, node in enumerate(nodes):
-            if node.op not in OPS:
+            known = checked.get(id(node)) is node  # passed the checks of the node alone before
+            if not known and node.op not in OPS:
                 raise InvalidGraphError(f"node {i}{where} has op {node.op!r}; expected a vocabulary op")
             if i and node.op == "input":
                 raise InvalidGraphError(f"graph{where} has a second 'input' node at {i}; expected a single input")
             if i and not node.inputs and node.op not in SOURCES:
                 raise InvalidGraphError(f"node {i} ({node.op}){where} has no inputs; expected every node to be reachable from the input")
+            if known:
+                for src, shp in zip(node.inputs, node.input_shapes):
+                    if not 0 <= src < i or nodes[src].output_shape != shp:
+                        break
+                    consumed[src] = 1
+                else:
+                    continue
             if node.op in SOURCES and node.inputs:
                 raise InvalidGraphError(f"node {i} ({node.op}){where} has inputs; expected a source node")
             if len(node.input_shapes) != len(node.inputs):
@@ -275,6 +313,10 @@ class CompGraph:
                         raise InvalidGraphError(f"node {i} ({node.op} {node.name!r}){where}: {bad}")
                     if key is not None and len(_FITS) < 100_000:
                         _FITS.add(key)
+            if not known:
+                if len(checked) > 50_000:
+                    checked.clear()
+                checked[id(node)] = node
         sinks = tuple(i for i in range(n) if not consumed[i])
         if not self.outputs or sorted(set(self.outputs)) != list(sinks):
             raise InvalidGraphError(
@@ -337,20 +379,28 @@ class CompGraph:
         hashes together with the output nodes' hashes.
         """
         hs: list[bytes] = []
-        cache = _LABEL_CACHE
+        by_id = _NODE_LABELS
+        blake2b = hashlib.blake2b
         for node in self.nodes:
-            ins = [hs[i] for i in node.inputs]
-            if node.op in COMMUTATIVE:
-                ins.sort()
-            key = _hash_key(node)
-            if node.op in COMMUTATIVE and key[1].count(key[1][0]) != len(key[1]):  # argument order is not structure
-                key = (key[0], tuple(sorted(key[1])), *key[2:])
-            lab = cache.get(key)
-            if lab is None:
-                if len(cache) > 200_000:
-                    cache.clear()
-                lab = cache[key] = "|".join(str(v) for v in key).encode()
-            hs.append(hashlib.blake2b(lab + b"".join(ins), digest_size=16).digest())
+            hit = by_id.get(id(node))
+            if hit is not None and hit[0] is node:
+                lab = hit[1]
+            else:
+                lab = _label_bytes(node)
+                if len(by_id) > 50_000:
+                    by_id.clear()
+                by_id[id(node)] = (node, lab)
+            inputs = node.inputs
+            if not inputs:
+                data = lab
+            elif len(inputs) == 1:
+                data = lab + hs[inputs[0]]
+            else:
+                ins = [hs[i] for i in inputs]
+                if node.op in COMMUTATIVE:
+                    ins.sort()
+                data = lab + b"".join(ins)
+            hs.append(blake2b(data, digest_size=16).digest())
         g = hashlib.blake2b(digest_size=16)
         for x in sorted(hs):
             g.update(x)

@@ -15,6 +15,11 @@ Conventions (the same as :mod:`napbench.conversion.torch_frontend`, so both give
   ``ConvTranspose`` ``(C_in, C_out, *k)``, ``Dense`` a ``linear`` ``(units, C_in)`` acting on
   the last (channel) axis.
 * A layer's own ``activation=`` becomes a separate node after it; ``linear`` is none.
+* A ``keras.ops.reshape`` that folds groups into the batch axis (MobileViT's patches
+  ``(B*P, N, D)``, Swin's windows), which Keras records as an unknown batch, is tracked: such
+  tensors have the token shape ``(F, batch * positions)`` of every frontend, so their MACs count
+  every group. Shape-keeping ops (norms, activations, sums) keep their input's canonical shape
+  and ``Dense`` follows the builder's feature rule, as in the torch frontend.
 * ``'same'`` padding is recorded as TensorFlow pads it: total
   ``max((ceil(n/s)-1)*s + d*(k-1)+1 - n, 0)``, ``total//2`` before, the rest after (padding is
   not hashed; output shapes pin it down).
@@ -34,7 +39,12 @@ Conventions (the same as :mod:`napbench.conversion.torch_frontend`, so both give
 
 Custom layers: a layer class with a ``napbench_op`` class attribute naming a weight-free
 vocabulary op (e.g. ``napbench_op = "zero"`` for a NAS 'none' edge, ``"identity"`` for
-plumbing) is mapped onto that op without looking inside it; any other layer without a handler
+plumbing) is mapped onto that op without looking inside it. A custom layer with weights (a
+class token, position embeddings) describes itself with a method
+``napbench_graph(self, builder, inputs, *, name) -> handle``: ``inputs`` are the
+:class:`~napbench.conversion.builder.GraphBuilder` handles of its tensor inputs, and it emits
+its nodes with the builder's public methods (``param`` for its learned tensors,
+``elementwise``, ``add_node``...), as the built-in handlers do. Any other layer without a handler
 (``Lambda``, ``PReLU``, RNNs...) raises :class:`UnsupportedOpError` naming the layer,
 or becomes an ``unknown`` node with ``allow_unknown=True``.
 """
@@ -51,7 +61,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from napbench.conversion.builder import GraphBuilder, canon_shape, tokens
+from napbench.conversion.builder import GraphBuilder, canon_shape, same_padding, tokens
 from napbench.conversion.graph import CompGraph
 from napbench.conversion.vocab import OPS, SPATIAL, WEIGHTED
 from napbench.errors import ConversionError, NapbenchError, UnsupportedOpError
@@ -60,13 +70,19 @@ KShape = tuple[int | None, ...]  # a Keras shape, batch axis first
 
 
 class _T:
-    """A traced Keras tensor: its builder handle and its Keras shape (batch first)."""
+    """A traced Keras tensor: its builder handle, its Keras shape (batch first) and its batch size.
 
-    __slots__ = ("h", "shape")
+    The network runs on one sample; ``batch`` is the size of the batch axis when a reshape folded
+    groups into it (MobileViT's patches ``(B*P, N, D)``, Swin's windows), which the Keras shape
+    records as unknown.
+    """
 
-    def __init__(self, h: int, shape: Sequence[int | None]) -> None:
+    __slots__ = ("batch", "h", "shape")
+
+    def __init__(self, h: int, shape: Sequence[int | None], batch: int = 1) -> None:
         self.h = h
         self.shape: KShape = tuple(None if d is None else int(d) for d in shape)
+        self.batch = batch
 
 
 def _to_napbench_shape(shape: KShape, channels_first: bool) -> tuple[int, ...]:
@@ -83,10 +99,18 @@ class _Ctx:
         self.b = b
         self.channels_first = channels_first
         self.uncounted_weights = 0
+        self.batch = 1  # batch size of the op being converted (see _T)
 
     # -- layout -------------------------------------------------------------------------
     def cf(self, shape: KShape) -> tuple[int, ...]:
-        """Keras shape (batch first) -> napbench shape (channel-first, no batch)."""
+        """Keras shape (batch first) -> napbench shape (channel-first, no batch).
+
+        Inside an op whose tensors fold groups into the batch axis (``self.batch > 1``) the shape is
+        the token shape ``(F, batch * positions)`` over the last axis, as in every frontend.
+        """
+        if self.batch > 1 and not self.channels_first:
+            s = tuple(int(d) for d in shape[1:])  # type: ignore[arg-type]
+            return tokens(s[-1], self.batch * math.prod(s))
         return _to_napbench_shape(shape, self.channels_first)
 
     def channels(self, shape: KShape) -> int:
@@ -121,7 +145,7 @@ class _Ctx:
             return h
         if op == "?":
             return self.b.unsupported(f"activation {aname!r}", [h], self.cf(shape), name=name)
-        return self.b.add_node(op, [h], self.cf(shape), name=f"{name}/{op}" if embedded else name)
+        return self.b.add_node(op, [h], self.b.shape(h), name=f"{name}/{op}" if embedded else name)
 
 
 #: Keras activation function names -> vocabulary op (None: identity)
@@ -164,21 +188,10 @@ except ImportError:  # pragma: no cover
     _kconvnext = None
 
 
-def _same_pad(spatial: Sequence[int], k: Sequence[int], s: Sequence[int], d: Sequence[int]) -> tuple[int, ...]:
-    """TensorFlow's 'same' padding as (begin..., end...)."""
-    begin, end = [], []
-    for n, ki, si, di in zip(spatial, k, s, d):
-        eff = di * (ki - 1) + 1
-        total = max((math.ceil(n / si) - 1) * si + eff - n, 0)
-        begin.append(total // 2)
-        end.append(total - total // 2)
-    return (*begin, *end)
-
-
 def _padding(mode: str, spatial: Sequence[int], k: Sequence[int], s: Sequence[int], d: Sequence[int]) -> tuple[int, ...]:
     nd = len(k)
     if mode == "same":
-        return _same_pad(spatial, k, s, d)
+        return same_padding(spatial, k, s, d)
     if mode == "causal":
         return (*(di * (ki - 1) for ki, di in zip(k, d)), *(0,) * nd)
     return (0,) * (2 * nd)
@@ -265,7 +278,8 @@ def _dense(ctx: _Ctx, layer: Any, ins: list[_T], args: Any, kwargs: Any, outs: l
     if ctx.channels_first and len(x.shape) > 2:
         return ctx.b.unsupported("Dense on a channels_first feature map", [x.h], ctx.cf(outs[0]), name=name)
     units, c_in = int(layer.units), int(x.shape[-1])  # type: ignore[arg-type]
-    h = ctx.b.add_node("linear", [x.h], ctx.cf(outs[0]), weight_shape=(units, c_in), bias=bool(layer.use_bias), name=name)
+    shape = ctx.b.feature_shape(x.h, c_in, units, math.prod(ctx.cf(outs[0])))
+    h = ctx.b.add_node("linear", [x.h], shape, weight_shape=(units, c_in), bias=bool(layer.use_bias), name=name)
     return ctx.activation(layer.activation, h, outs[0], name)
 
 
@@ -284,6 +298,14 @@ def _batchnorm(ctx: _Ctx, layer: Any, ins: list[_T], args: Any, kwargs: Any, out
     return ctx.b.add_node("bn", [x.h], ctx.cf(outs[0]), weight_shape=(c,) if layer.scale else (), bias=bool(layer.center), name=name)
 
 
+def _feature_out(ctx: _Ctx, x: _T, c: int, out: KShape) -> tuple[int, ...]:
+    """Output shape of a shape-keeping op over the ``c`` features of ``x``: ``x``'s canonical shape when its
+    axis 0 holds those features (a map reshaped into tokens stays a map, as in the torch frontend), else
+    the shape of ``out``."""
+    shp = ctx.b.shape(x.h)
+    return shp if shp[:1] == (c,) and math.prod(shp) == math.prod(ctx.cf(out)) else ctx.cf(out)
+
+
 @_register(_classes(_L, "LayerNormalization GroupNormalization"))
 def _norm(ctx: _Ctx, layer: Any, ins: list[_T], args: Any, kwargs: Any, outs: list[KShape], name: str) -> int:
     x = ins[0]
@@ -294,7 +316,7 @@ def _norm(ctx: _Ctx, layer: Any, ins: list[_T], args: Any, kwargs: Any, outs: li
         return ctx.b.unsupported(f"{type(layer).__name__}({what})", [x.h], ctx.cf(outs[0]), name=name)
     c = ctx.channels(x.shape)
     return ctx.b.add_node(
-        "layernorm" if is_ln else "groupnorm", [x.h], ctx.cf(outs[0]), weight_shape=(c,) if layer.scale else (),
+        "layernorm" if is_ln else "groupnorm", [x.h], _feature_out(ctx, x, c, outs[0]), weight_shape=(c,) if layer.scale else (),
         bias=bool(layer.center), groups=1 if is_ln else int(layer.groups), name=name,
     )
 
@@ -340,8 +362,11 @@ def _softmax(ctx: _Ctx, layer: Any, ins: list[_T], args: Any, kwargs: Any, outs:
 
 
 def _merge(op: str) -> Handler:
+    """An n-ary elementwise layer: the shape of its largest input (the builder's broadcast rule), so a sum of
+    a feature map and the tokens it was reshaped into keeps the map's shape, as in every frontend."""
+
     def h(ctx: _Ctx, layer: Any, ins: list[_T], args: Any, kwargs: Any, outs: list[KShape], name: str) -> int:
-        return ctx.b.add_node(op, [t.h for t in ins], ctx.cf(outs[0]), name=name)
+        return ctx.b.elementwise(op, [t.h for t in ins], name=name)
 
     return h
 
@@ -447,7 +472,7 @@ _register(
         "GaussianDropout AlphaDropout ActivityRegularization Masking Rescaling Normalization RandomFlip RandomRotation "
         "RandomZoom RandomTranslation RandomContrast RandomBrightness",
     )
-    + _classes(_knp, "Reshape ExpandDims Squeeze Transpose Copy Ravel")
+    + _classes(_knp, "Reshape ExpandDims Squeeze Transpose Copy Ravel Roll")
     + _classes(_kcore, "Cast StopGradient ConvertToTensor")
     + _classes(_kconvnext, "StochasticDepth")
 )(_plumbing)
@@ -477,18 +502,18 @@ def _mha(ctx: _Ctx, layer: Any, ins: list[_T], args: Any, kwargs: Any, outs: lis
     if getattr(layer, "_attention_axes", None) not in (None, (1,)) or len(q.shape) != 3 or not isinstance(v, _T):
         return ctx.b.unsupported("MultiHeadAttention (other attention axes or inputs)", [q.h], ctx.cf(outs[0]), name=name)
     bias = bool(layer.use_bias)
-    n_q, n_k = int(q.shape[1]), int(k.shape[1])  # type: ignore[arg-type]
+    n_q, n_k = q.batch * int(q.shape[1]), k.batch * int(k.shape[1])  # type: ignore[arg-type]  # every group's queries
 
     def proj(t: _T, width: int, nm: str) -> int:
         c_in = int(t.shape[-1])  # type: ignore[arg-type]
-        n = int(t.shape[1])  # type: ignore[arg-type]
+        n = t.batch * int(t.shape[1])  # type: ignore[arg-type]
         return ctx.b.add_node("linear", [t.h], ctx.b.feature_shape(t.h, c_in, width, n * width), weight_shape=(width, c_in),
                               bias=bias, name=f"{name}/{nm}")
 
     hq, hk, hv = proj(q, heads * dk, "query"), proj(k, heads * dk, "key"), proj(v, heads * dv, "value")
-    s = ctx.b.add_node("matmul", [hq, hk], tokens(n_k, heads * n_q * n_k), inner=dk, name=f"{name}/qk")
+    s = ctx.b.add_node("matmul", [hq, hk], tokens(n_k // k.batch, heads * n_q * n_k // k.batch), inner=dk, name=f"{name}/qk")
     p = ctx.b.add_node("softmax", [s], ctx.b.shape(s), name=f"{name}/softmax")
-    a = ctx.b.add_node("matmul", [p, hv], tokens(dv, heads * n_q * dv), inner=n_k, name=f"{name}/av")
+    a = ctx.b.add_node("matmul", [p, hv], tokens(dv, heads * n_q * dv), inner=n_k // k.batch, name=f"{name}/av")
     e = int(outs[0][-1])  # type: ignore[arg-type]
     return ctx.b.add_node("linear", [a], ctx.cf(outs[0]), weight_shape=(e, heads * dv), bias=bias, name=f"{name}/output")
 
@@ -514,19 +539,9 @@ def _binary(op: str) -> Handler:
             return ctx.b.add_node(op, [a.h, b.h], out, name=name)
         x, c = (a, b) if isinstance(a, _T) else (b, a)
         val = _const_value(c)
-        if op == "mul":
-            if val is not None and val.size and np.all(val == 0):
-                return ctx.b.add_node("zero", [x.h], out, name=name)
-            if val is not None and val.size and np.all(val == 1) and out == ctx.b.shape(x.h):
-                return x.h
-            return ctx.b.add_node("scale", [x.h], out, name=name)
-        if op == "div":
-            if x is a:
-                return ctx.b.add_node("scale", [x.h], out, name=name)
-            return ctx.b.unsupported("division of a constant by a tensor", [x.h], out, name=name)
-        if out != ctx.b.shape(x.h):  # add/sub of a constant: a bias shift (plumbing) unless it broadcasts
-            return ctx.b.unsupported(f"broadcast {op} with a constant", [x.h], out, name=name)
-        return x.h
+        scalar = float(val.flat[0]) if val is not None and val.size and np.all(val == val.flat[0]) else None
+        # the rule every frontend shares (x*0 -> zero, x*1 and x+c -> plumbing, x*c -> scale)
+        return ctx.b.const_arith(op, x.h, scalar, const_first=x is not a, same_size=out == ctx.b.shape(x.h), name=name)
 
     return h
 
@@ -537,11 +552,23 @@ _register(_classes(_knp, "Multiply"))(_binary("mul"))
 _register(_classes(_knp, "Divide TrueDivide"))(_binary("div"))
 
 
+@_register(_classes(_knp, "GetItem"))
+def _getitem(ctx: _Ctx, kop: Any, ins: list[_T], args: Any, kwargs: Any, outs: list[KShape], name: str) -> int:
+    """``x[...]``: plumbing when it keeps every element, else a ``slice`` (taking the class token)."""
+    x = ins[0]
+    out = ctx.cf(outs[0])
+    if math.prod(out) == ctx.b.numel(x.h):
+        return x.h
+    return ctx.b.add_node("slice", [x.h], out, name=name)
+
+
 @_register(_classes(_knp, "Matmul"))
 def _matmul(ctx: _Ctx, kop: Any, ins: list[_T], args: Any, kwargs: Any, outs: list[KShape], name: str) -> int:
     a, b = args[0], args[1]
-    if isinstance(a, _T) and isinstance(b, _T):
-        return ctx.b.add_node("matmul", [a.h, b.h], ctx.cf(outs[0]), name=name)
+    if isinstance(a, _T) and isinstance(b, _T):  # token shape of the product, inner = the contracted length
+        out = outs[0]
+        shape = tokens(int(out[-1]), ctx.batch * math.prod(int(d) for d in out[1:]))  # type: ignore[arg-type]
+        return ctx.b.add_node("matmul", [a.h, b.h], shape, inner=int(a.shape[-1]), name=name)  # type: ignore[arg-type]
     if isinstance(a, _T):
         w = np.shape(b)
         return ctx.b.add_node("linear", [a.h], ctx.cf(outs[0]), weight_shape=(int(w[-1]), int(w[-2])), name=name)
@@ -661,8 +688,12 @@ def _convert_op(ctx: _Ctx, op: Any, ins: list[_T], args: Any, kwargs: Any, outs:
         if len(ins) != len(sub.inputs):
             raise ConversionError(f"keras sub-model {name!r} takes {len(sub.inputs)} inputs but got {len(ins)}; expected a matching call")
         return _walk(ctx, sub, ins, f"{name}/")
+    ctx.batch = max((t.batch for t in ins), default=1)
     tag = getattr(type(op), "napbench_op", None)
-    if tag is not None:
+    describe = getattr(op, "napbench_graph", None)
+    if callable(describe):
+        h = describe(ctx.b, [t.h for t in ins], name=name)
+    elif tag is not None:
         h = _tagged(ctx, op, str(tag), ins, outs, name)
     else:
         handler = _lookup(type(op))
@@ -671,7 +702,12 @@ def _convert_op(ctx: _Ctx, op: Any, ins: list[_T], args: Any, kwargs: Any, outs:
         else:
             h = handler(ctx, op, ins, args, kwargs, outs, name)
     hs = h if isinstance(h, list) else [h] * len(outs)
-    return [_T(hi, s) for hi, s in zip(hs, outs)]
+    batch = ctx.batch
+    if _knp is not None and isinstance(op, _knp.Reshape) and ins:  # keras.ops.reshape may fold groups into the batch
+        numel = ins[0].batch * math.prod(int(d) for d in ins[0].shape[1:])  # type: ignore[arg-type]
+        batch = max(numel // max(math.prod(int(d) for d in outs[0][1:]), 1), 1)  # type: ignore[arg-type]
+    ctx.batch = 1
+    return [_T(hi, s, batch) for hi, s in zip(hs, outs)]
 
 
 def _tagged(ctx: _Ctx, layer: Any, op: str, ins: list[_T], outs: list[KShape], name: str) -> int:

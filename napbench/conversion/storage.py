@@ -99,10 +99,10 @@ GRAPH_COLUMNS = [f.name for f in GRAPH_FIELDS]
 _TOP_META = ("family", "arch", "name", "input_shape", "num_classes")
 
 
-def _shape_list(values: list[tuple[int, ...]]) -> pa.ListArray:
+def _shape_list(values: Sequence[Sequence[int]]) -> pa.ListArray:
     offsets = np.zeros(len(values) + 1, dtype=np.int32)
-    offsets[1:] = np.cumsum([len(v) for v in values], dtype=np.int64)
-    flat = np.fromiter((d for v in values for d in v), dtype=np.int32, count=int(offsets[-1]))
+    offsets[1:] = np.cumsum(np.fromiter(map(len, values), dtype=np.int64, count=len(values)), dtype=np.int64)
+    flat = np.fromiter(itertools.chain.from_iterable(values), dtype=np.int32, count=int(offsets[-1]))
     return pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat))
 
 
@@ -121,7 +121,7 @@ def _encode_field(name: str, nodes: Sequence[Node]) -> pa.Array:
     if typ == _SHAPE:
         return _shape_list(values)
     if typ == pa.list_(_SHAPE):
-        return _list_of(_shape_list([s for v in values for s in v]), [len(v) for v in values])
+        return _list_of(_shape_list(list(itertools.chain.from_iterable(values))), list(map(len, values)))
     return pa.array(values, typ)
 
 
@@ -147,10 +147,14 @@ def graphs_to_arrow(graphs: Sequence[CompGraph], labels: Mapping[str, Sequence[A
     """Columnar Arrow table of ``graphs`` (plus optional label columns) in the napbench schema."""
     nodes: list[Node] = [n for g in graphs for n in g.nodes]
     node_arr = pa.StructArray.from_arrays([_encode_field(f, nodes) for f in NODE_COLUMNS], fields=list(NODE_TYPE))
-    edges = [e for g in graphs for e in g.edges]
-    edge_arr = pa.StructArray.from_arrays(
-        [pa.array([e[0] for e in edges], _I32), pa.array([e[1] for e in edges], _I32)], fields=list(EDGE_TYPE)
-    )
+    # edges grouped by destination in argument order (CompGraph.edges), without building pairs
+    n_in = [len(n.inputs) for n in nodes]
+    src = np.fromiter(itertools.chain.from_iterable(n.inputs for n in nodes), dtype=np.int32, count=sum(n_in))
+    dst = np.repeat(np.concatenate([np.arange(len(g.nodes), dtype=np.int32) for g in graphs]) if graphs else
+                    np.zeros(0, np.int32), n_in)
+    edge_arr = pa.StructArray.from_arrays([pa.array(src), pa.array(dst)], fields=list(EDGE_TYPE))
+    n_edges = np.add.reduceat(np.asarray(n_in, dtype=np.int64), np.cumsum([0] + [len(g.nodes) for g in graphs[:-1]])) \
+        if graphs else np.zeros(0, np.int64)
     metas = [dict(g.meta) for g in graphs]
     cols: dict[str, pa.Array] = {
         "graph_id": pa.array([g.canonical_hash for g in graphs], pa.string()),
@@ -163,7 +167,7 @@ def graphs_to_arrow(graphs: Sequence[CompGraph], labels: Mapping[str, Sequence[A
         "params": pa.array([g.params for g in graphs], pa.int64()),
         "n_nodes": pa.array([len(g.nodes) for g in graphs], _I32),
         "nodes": _list_of(node_arr, [len(g.nodes) for g in graphs]),
-        "edges": _list_of(edge_arr, [len(g.edges) for g in graphs]),
+        "edges": _list_of(edge_arr, n_edges),
         "outputs": _shape_list([g.outputs for g in graphs]),
         "meta": pa.array(
             [json.dumps(m, sort_keys=True, default=str) for m in metas],

@@ -70,3 +70,25 @@ def test_keras_twin_agrees(name: str, graphs: dict) -> None:
     assert k.canonical_hash == graphs[name][1].canonical_hash
     assert (k.params, k.flops) == (graphs[name][1].params, graphs[name][1].flops)
     assert k.param_count(include_buffers=True) == model.count_params()
+
+
+_TF2ONNX_GAPS = {  # measured: what differs in the export
+    "swin": "tf2onnx folds the gather of each relative-position table into a (heads, N, N) initializer and exports the "
+            "shift mask as one: ONNX cannot tell them from learned tensors (params 9,882, not 8,030; MACs exact)",
+}
+
+
+@pytest.mark.tf
+@pytest.mark.parametrize(
+    "name", [pytest.param(n, marks=pytest.mark.xfail(reason=_TF2ONNX_GAPS[n], strict=True)) if n in _TF2ONNX_GAPS else n
+             for n in sorted(KERAS)],
+)
+def test_keras_twin_through_tf2onnx(name: str, graphs: dict) -> None:
+    """Keras -> ONNX (tf2onnx, one node group per layer) -> ``from_onnx`` gives the torch twin's graph: exact GELU
+    (``Erfc``), layer norm as moments arithmetic and Dense as Tensordot are read back as their layers."""
+    pytest.importorskip("tf2onnx")
+    from onnx_export import keras_to_onnx, randomize_keras
+
+    o = from_onnx(keras_to_onnx(randomize_keras(KERAS[name]()), faithful=True))
+    assert (o.params, o.flops) == (graphs[name][1].params, graphs[name][1].flops)
+    assert o.canonical_hash == graphs[name][1].canonical_hash

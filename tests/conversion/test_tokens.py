@@ -133,7 +133,8 @@ def test_folded_batch_keeps_its_factor() -> None:
             return y.reshape(1, 2, 2, 4, 4, 8).permute(0, 5, 3, 1, 4, 2).reshape(1, 8, 8, 8)
 
     g = _exact(Fold(), (3, 8, 8))
-    assert sorted(math.prod(n.output_shape) for n in g.nodes if n.op == "linear") == [8 * 64, 8 * 64, 24 * 64]
+    # q, k, v (the fused qkv, canonically three projections), proj and fc: 8 features at all 4 * 16 positions
+    assert sorted(math.prod(n.output_shape) for n in g.nodes if n.op == "linear") == [8 * 64] * 5
 
 
 def test_norm_bias_sized_by_its_weight() -> None:
@@ -271,7 +272,71 @@ def test_torch_traces_a_huge_input_on_meta() -> None:
     assert math.prod(g.input_shape) == 3 * 20000 * 20000
 
 
+# -- one canonical form for attention projections (pass rule 10) ----------------------------------
+class _Projections(nn.Module):
+    """Self-attention over 16 tokens of 16 features, 2 heads, written three ways."""
+
+    def __init__(self, how: str) -> None:
+        super().__init__()
+        self.how, self.embed, self.head = how, nn.Conv2d(3, 16, 1), nn.Linear(16, 5)
+        if how == "fused":
+            self.qkv, self.proj = nn.Linear(16, 48), nn.Linear(16, 16)
+        elif how == "separate":
+            self.q, self.k, self.v, self.proj = (nn.Linear(16, 16) for _ in range(4))
+        else:
+            self.mha = nn.MultiheadAttention(16, 2, batch_first=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        t = self.embed(x).flatten(2).transpose(1, 2)  # (B, 16, 16)
+        b, n, c = t.shape
+        if self.how == "mha":
+            y = self.mha(t, t, t, need_weights=False)[0]
+        else:
+            if self.how == "fused":
+                q, k, v = self.qkv(t).reshape(b, n, 3, 2, c // 2).permute(2, 0, 3, 1, 4).unbind(0)
+            else:
+                q, k, v = (f(t).reshape(b, n, 2, c // 2).transpose(1, 2) for f in (self.q, self.k, self.v))
+            a = (q @ k.transpose(-2, -1) * (c // 2) ** -0.5).softmax(-1)
+            y = self.proj((a @ v).transpose(1, 2).reshape(b, n, c))
+        return self.head((t + y).mean(1))
+
+
+def test_fused_and_separate_attention_projections_are_one_graph() -> None:
+    """A fused ``qkv`` Linear, ``nn.MultiheadAttention``'s packed ``in_proj`` and separate q/k/v Linears give one
+    graph (three ``linear`` s), with exact counts, through torch and ONNX (pass rule 10)."""
+    gs = {how: _exact(_Projections(how), (3, 4, 4)) for how in ("fused", "separate", "mha")}
+    assert len({g.canonical_hash for g in gs.values()}) == 1
+    g = gs["fused"]
+    assert [n.weight_shape for n in g.nodes if n.op == "linear"][:3] == [(16, 16)] * 3
+    assert "slice" not in g.op_counts()
+
+
+def test_fused_projection_read_elsewhere_is_kept() -> None:
+    """Rule 10 splits only a projection whose slices all feed matmuls: a linear split into two halves that
+    are added stays one linear and two slices."""
+    g = _exact(_Tokens(lambda m, t: m.head2(sum(m.fc0(t).chunk(2, -1))), fc0=nn.Linear(8, 16), head2=nn.Linear(8, 8)),
+               (3, 16, 16))
+    assert g.op_counts()["slice"] == 2 and next(n.weight_shape for n in g.nodes if n.op == "linear") == (16, 8)
+
+
 # -- Keras ---------------------------------------------------------------------------------------
+@pytest.mark.tf
+def test_keras_multi_head_attention_is_torch_attention() -> None:
+    """Keras' MultiHeadAttention (separate q/k/v projections) has torch's canonical graph, whether torch fuses
+    the projections or not, with Keras' ``count_params()``."""
+    keras = pytest.importorskip("keras")
+    from napbench.conversion import from_keras
+
+    inp = keras.Input((4, 4, 3))
+    t = keras.layers.Reshape((16, 16))(keras.layers.Conv2D(16, 1)(inp))
+    y = keras.layers.Add()([t, keras.layers.MultiHeadAttention(2, 8)(t, t)])
+    model = keras.Model(inp, keras.layers.Dense(5)(keras.layers.GlobalAveragePooling1D()(y)))
+    g = from_keras(model)
+    assert g.param_count(include_buffers=True) == model.count_params() == torch_params(_Projections("fused"))
+    for how in ("fused", "mha"):
+        assert g.canonical_hash == from_torch(_Projections(how).eval(), (3, 4, 4)).canonical_hash
+
+
 @pytest.mark.tf
 def test_keras_multi_head_attention_counts() -> None:
     """``from_keras`` maps MultiHeadAttention: exact count_params and the MACs of its projections and matmuls."""
@@ -308,6 +373,29 @@ def test_keras_exact_gelu_through_tf2onnx(faithful: bool) -> None:
     g = from_onnx(proto)
     assert [n.op for n in g.nodes] == ["input", "linear", "gelu", "linear"]
     assert g.canonical_hash == from_keras(model).canonical_hash
+
+
+@pytest.mark.tf
+@pytest.mark.parametrize("faithful", [True, False], ids=["faithful", "tf2onnx_defaults"])
+def test_keras_layer_norm_on_tokens_through_tf2onnx(faithful: bool) -> None:
+    """tf2onnx writes Keras' LayerNormalization as ``tf.nn.moments`` arithmetic (mean, ``Sub``, ``Mul``, ``Sqrt``,
+    ``Reciprocal``, ``Neg``) and a Dense on tokens after exact GELU as a Tensordot that reads ``Shape``: read as
+    ``layernorm``, ``gelu`` and ``linear`` nodes, the graph ``from_keras`` gives."""
+    keras = pytest.importorskip("keras")
+    pytest.importorskip("tf2onnx")
+    from onnx_export import keras_to_onnx, randomize_keras
+
+    from napbench.conversion import from_keras
+
+    L = keras.layers
+    inp = keras.Input((16, 8))
+    x = L.Dense(6, activation="gelu")(L.LayerNormalization(epsilon=1e-5)(inp))
+    model = randomize_keras(keras.Model(inp, L.Dense(4)(L.LayerNormalization(epsilon=1e-5)(x))))
+    proto = keras_to_onnx(model, faithful=faithful)
+    assert {"Neg", "Reciprocal", "Shape"} <= {n.op_type for n in proto.graph.node}
+    g = from_onnx(proto)
+    assert [n.op for n in g.nodes] == ["input", "layernorm", "linear", "gelu", "layernorm", "linear"]
+    assert g.canonical_hash == from_keras(model).canonical_hash and g.params == model.count_params()
 
 
 def test_unused_and_shared_parameters_are_reported() -> None:

@@ -3,7 +3,9 @@
 Five small networks in the style of today's vision models, each written once in PyTorch the
 way such models are usually written (hand-written attention with a fused qkv projection,
 ``F.scaled_dot_product_attention``, ``permute`` to channels-last, ``torch.roll``, learned
-tokens and layer scales as ``nn.Parameter``), and in Keras where Keras has the layers:
+tokens and layer scales as ``nn.Parameter``), and once in Keras (``KERAS``: Keras layers, ``keras.ops`` and,
+where Keras has no layer -- a class token, a relative-position bias table -- a small custom layer
+that describes itself to napbench with ``napbench_graph``):
 
 * ``vit``: patch-embedding conv, class token, position embeddings, two pre-norm blocks with
   multi-head attention and a GELU MLP, class-token head;
@@ -302,7 +304,7 @@ def torch_params(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-# -- Keras (where Keras has the layers) ---------------------------------------------------------
+# -- Keras twins ------------------------------------------------------------------------------------
 def keras_convnext() -> Any:
     """The ConvNeXt-style network with Keras layers (LayerScale from keras.applications.convnext)."""
     import keras
@@ -319,7 +321,191 @@ def keras_convnext() -> Any:
     return keras.Model(inp, L.Dense(10)(x))
 
 
-KERAS: dict[str, Callable[[], Any]] = {"convnext": keras_convnext}
+def _keras_token_layers() -> tuple[type, type]:
+    """Keras has no class-token or position-embedding layer: the two custom layers a Keras ViT writes.
+
+    Each describes itself to napbench with ``napbench_graph`` (its weight is a learned tensor, a
+    ``param`` node), as the Keras frontend documents for custom layers with weights.
+    """
+    import keras
+
+    from napbench.conversion.builder import tokens
+
+    class ClassToken(keras.layers.Layer):
+        """Prepends a learned class token to ``(B, N, C)`` tokens."""
+
+        def build(self, input_shape: Any) -> None:
+            self.token = self.add_weight(shape=(1, 1, input_shape[-1]), initializer="random_normal", name="token")
+
+        def call(self, x: Any) -> Any:
+            t = keras.ops.broadcast_to(self.token, (keras.ops.shape(x)[0], 1, x.shape[-1]))
+            return keras.ops.concatenate([t, x], axis=1)
+
+        def compute_output_shape(self, s: Any) -> Any:
+            return (s[0], s[1] + 1, s[2])
+
+        def napbench_graph(self, b: Any, inputs: list[int], *, name: str) -> int:
+            c = int(self.token.shape[-1])
+            t = b.param(tuple(self.token.shape), (c,), name=f"{name}/token")
+            return b.add_node("concat", [t, inputs[0]], tokens(c, b.numel(inputs[0]) + c), name=name)
+
+    class PositionEmbedding(keras.layers.Layer):
+        """Adds a learned ``(1, N, C)`` position embedding."""
+
+        def build(self, input_shape: Any) -> None:
+            self.pos = self.add_weight(shape=(1, *input_shape[1:]), initializer="random_normal", name="pos")
+
+        def call(self, x: Any) -> Any:
+            return x + self.pos
+
+        def napbench_graph(self, b: Any, inputs: list[int], *, name: str) -> int:
+            w = tuple(int(d) for d in self.pos.shape)
+            p = b.param(w, tokens(w[-1], w[-1] * w[-2]), name=f"{name}/pos")
+            return b.elementwise("add", [inputs[0], p], name=name)
+
+    return ClassToken, PositionEmbedding
+
+
+def keras_vit(dim: int = 32, depth: int = 2, heads: int = 4, patch: int = 8) -> Any:
+    """The ViT-style classifier with Keras layers: ``MultiHeadAttention`` (separate q/k/v projections, where
+    the torch twin has one fused ``qkv``), exact GELU, a class-token head."""
+    import keras
+
+    L = keras.layers
+    ClassToken, PositionEmbedding = _keras_token_layers()
+    inp = keras.Input((32, 32, 3))
+    x = L.Reshape((-1, dim))(L.Conv2D(dim, patch, patch)(inp))
+    x = PositionEmbedding()(ClassToken()(x))
+    for _ in range(depth):
+        y = L.LayerNormalization(epsilon=1e-5)(x)
+        x = L.Add()([x, L.MultiHeadAttention(heads, dim // heads)(y, y)])
+        y = L.Dense(2 * dim, activation="gelu")(L.LayerNormalization(epsilon=1e-5)(x))
+        x = L.Add()([x, L.Dense(dim)(y)])
+    x = L.LayerNormalization(epsilon=1e-5)(x)
+    return keras.Model(inp, L.Dense(10)(x[:, 0]))
+
+
+def keras_se_hybrid(c: int = 16) -> Any:
+    """The SE / CBAM / self-attention hybrid with Keras layers (``keras.ops`` for the channel mean and max)."""
+    import keras
+
+    L, ops = keras.layers, keras.ops
+    inp = keras.Input((32, 32, 3))
+    x = L.ReLU()(L.BatchNormalization()(L.Conv2D(c, 3, 2, padding="same", use_bias=False)(inp)))
+    s = L.GlobalAveragePooling2D(keepdims=True)(x)
+    s = L.Conv2D(c, 1, activation="sigmoid")(L.Conv2D(c // 4, 1, activation="relu")(s))
+    x = L.Multiply()([x, s])
+    m = L.Concatenate()([ops.mean(x, axis=-1, keepdims=True), ops.max(x, axis=-1, keepdims=True)])
+    x = L.Multiply()([x, L.Conv2D(1, 7, padding="same", activation="sigmoid")(m)])
+    t = L.Reshape((-1, c))(x)
+    t = L.LayerNormalization(epsilon=1e-5)(L.Add()([t, L.MultiHeadAttention(2, c // 2)(t, t)]))
+    return keras.Model(inp, L.Dense(10)(L.GlobalAveragePooling1D()(t)))
+
+
+def keras_mobilevit(c: int = 16, dim: int = 24, patch: int = 2) -> Any:
+    """The MobileViT-style network with Keras layers: ``keras.ops.reshape``/``transpose`` unfold the map into
+    ``(B*P, N, D)`` patches (the batch axis folds the P pixels of a patch) and fold them back."""
+    import keras
+
+    L, ops = keras.layers, keras.ops
+
+    def cbs(x: Any, ch: int, k: int, s: int = 1) -> Any:
+        return L.Activation("silu")(L.BatchNormalization(epsilon=1e-5)(L.Conv2D(ch, k, s, padding="same", use_bias=False)(x)))
+
+    inp = keras.Input((32, 32, 3))
+    x = cbs(inp, c, 3, 2)
+    y = L.Conv2D(dim, 1, use_bias=False)(cbs(x, c, 3))
+    h, p = 16, patch
+    y = ops.reshape(ops.transpose(ops.reshape(y, (-1, h // p, p, h // p, p, dim)), (0, 2, 4, 1, 3, 5)), (-1, (h // p) ** 2, dim))
+    z = L.LayerNormalization(epsilon=1e-5)(y)
+    y = L.Add()([y, L.MultiHeadAttention(2, dim // 2)(z, z)])
+    z = L.Dense(2 * dim, activation="gelu")(L.LayerNormalization(epsilon=1e-5)(y))
+    y = L.LayerNormalization(epsilon=1e-5)(L.Add()([y, L.Dense(dim)(z)]))
+    y = ops.reshape(ops.transpose(ops.reshape(y, (-1, p, p, h // p, h // p, dim)), (0, 3, 1, 4, 2, 5)), (-1, h, h, dim))
+    x = cbs(L.Concatenate()([x, cbs(y, c, 1)]), c, 3)
+    return keras.Model(inp, L.Dense(10)(L.GlobalAveragePooling2D()(x)))
+
+
+def _keras_window_bias() -> type:
+    """Swin's relative-position bias (a learned table gathered per window position pair) plus the shifted
+    windows' constant mask, added to the attention scores: a custom layer (Keras has none)."""
+    import keras
+    import numpy as np
+
+    from napbench.conversion.builder import tokens
+
+    class WindowBias(keras.layers.Layer):
+        def __init__(self, heads: int, window: int, mask: Any = None, **kw: Any) -> None:
+            super().__init__(**kw)
+            self.heads, self.window = heads, window
+            self.mask = None if mask is None else np.asarray(mask, dtype="float32")[:, None]  # (nW, 1, N, N)
+            c = np.stack(np.meshgrid(np.arange(window), np.arange(window), indexing="ij")).reshape(2, -1)
+            rel = (c[:, :, None] - c[:, None, :]).transpose(1, 2, 0) + window - 1
+            self.index = (rel[..., 0] * (2 * window - 1) + rel[..., 1]).reshape(-1)
+
+        def build(self, input_shape: Any) -> None:
+            self.table = self.add_weight(shape=((2 * self.window - 1) ** 2, self.heads), initializer="random_normal", name="table")
+
+        def call(self, attn: Any) -> Any:
+            n = self.window**2
+            bias = keras.ops.transpose(keras.ops.reshape(keras.ops.take(self.table, self.index, axis=0), (n, n, -1)), (2, 0, 1))
+            attn = attn + bias[None]
+            if self.mask is not None:
+                nw = self.mask.shape[0]
+                attn = keras.ops.reshape(keras.ops.reshape(attn, (-1, nw, self.heads, n, n)) + self.mask[None], (-1, self.heads, n, n))
+            return attn
+
+        def napbench_graph(self, b: Any, inputs: list[int], *, name: str) -> int:
+            n = self.window**2  # the gathered bias (heads, N, N) is a view of the table; the mask is a constant
+            p = b.param(tuple(self.table.shape), tokens(n, self.heads * n * n), name=f"{name}/table")
+            return b.elementwise("add", [inputs[0], p], name=name)
+
+    return WindowBias
+
+
+def keras_swin(dim: int = 16, heads: int = 2, window: int = 4, res: int = 8) -> Any:
+    """The Swin-style network with Keras layers: window partition with ``keras.ops.reshape``/``transpose`` (windows
+    fold into the batch axis), cyclic shift with ``keras.ops.roll``, attention written with ``keras.ops.matmul``
+    (Keras' MultiHeadAttention takes no additive bias), patch merging by strided slicing."""
+    import keras
+    import torch as _torch
+
+    L, ops = keras.layers, keras.ops
+    WindowBias = _keras_window_bias()
+    w, d = window, dim // heads
+    shifted = SwinBlock(dim, heads, window, 2, res)._mask(_torch.device("cpu")).numpy()  # the torch twin's mask
+
+    def attention(y: Any, mask: Any) -> Any:
+        def heads_of(t: Any) -> Any:
+            return ops.transpose(ops.reshape(t, (-1, w * w, heads, d)), (0, 2, 1, 3))
+
+        q, k, v = (heads_of(L.Dense(dim)(y)) for _ in range(3))
+        a = WindowBias(heads, w, mask)(ops.matmul(q * d**-0.5, ops.transpose(k, (0, 1, 3, 2))))
+        o = ops.reshape(ops.transpose(ops.matmul(L.Softmax()(a), v), (0, 2, 1, 3)), (-1, w * w, dim))
+        return L.Dense(dim)(o)
+
+    inp = keras.Input((32, 32, 3))
+    x = L.LayerNormalization(epsilon=1e-5)(L.Conv2D(dim, 4, 4)(inp))
+    for shift in (0, 2):
+        y = L.LayerNormalization(epsilon=1e-5)(x)
+        if shift:
+            y = ops.roll(y, (-shift, -shift), (1, 2))
+        y = ops.reshape(ops.transpose(ops.reshape(y, (-1, res // w, w, res // w, w, dim)), (0, 1, 3, 2, 4, 5)), (-1, w * w, dim))
+        y = attention(y, shifted if shift else None)
+        y = ops.reshape(ops.transpose(ops.reshape(y, (-1, res // w, res // w, w, w, dim)), (0, 1, 3, 2, 4, 5)), (-1, res, res, dim))
+        if shift:
+            y = ops.roll(y, (shift, shift), (1, 2))
+        x = L.Add()([x, y])
+        y = L.Dense(dim)(L.Dense(2 * dim, activation="gelu")(L.LayerNormalization(epsilon=1e-5)(x)))
+        x = L.Add()([x, y])
+    x = L.Concatenate()([x[:, 0::2, 0::2], x[:, 1::2, 0::2], x[:, 0::2, 1::2], x[:, 1::2, 1::2]])
+    x = L.LayerNormalization(epsilon=1e-5)(L.Dense(2 * dim, use_bias=False)(L.LayerNormalization(epsilon=1e-5)(x)))
+    return keras.Model(inp, L.Dense(10)(L.GlobalAveragePooling2D()(x)))
+
+
+KERAS: dict[str, Callable[[], Any]] = {
+    "vit": keras_vit, "convnext": keras_convnext, "swin": keras_swin, "mobilevit": keras_mobilevit, "se_hybrid": keras_se_hybrid,
+}
 
 
 if __name__ == "__main__":  # the agreement table of the README: python tests/conversion/token_nets.py

@@ -97,6 +97,8 @@ class _Converter(_Analysis, _Patterns):
                     continue  # a constant whose value could not be computed
                 raise _invalid(self.label, f"node {node.name or node.op_type!r} reads values that were never computed")
             key = node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}.{node.op_type}"
+            if key in ("Shape", "Size"):  # shape arithmetic left unevaluated: its input's shape is unknown
+                raise ConversionError(self._no_shape(node.input[0], f"node {node.name or key!r} ({key}) reads the shape of"))
             handler = HANDLERS.get(key)
             if handler is None:
                 self._unknown(node, key)
@@ -141,8 +143,35 @@ class _Converter(_Analysis, _Patterns):
     def shape(self, name: str) -> Shape:
         s = self.shapes.get(name)
         if s is None:
-            raise ConversionError(f"{self.label}: could not infer a static shape for {name!r}; expected static shapes (only the batch may be symbolic)")
+            raise ConversionError(self._no_shape(name, "could not infer a static shape for"))
         return s
+
+    def _no_shape(self, name: str, what: str) -> str:
+        """One line on a tensor without a static shape, naming the node where shape inference stopped."""
+        producer = {o: n for n in self.nodes for o in n.output}
+        todo, seen, stop = [name], set(), None
+        while todo:  # the first producer upstream whose inputs have shapes but whose output has none
+            t = todo.pop()
+            n = producer.get(t)
+            if n is None or t in seen:
+                continue
+            seen.add(t)
+            missing = [i for i in n.input if i and self.shapes.get(i) is None]
+            if not missing:
+                stop = n
+                break
+            todo.extend(missing)
+        if stop is None or stop.output[0] == name and stop.op_type in ("Shape", "Size"):
+            cause = ""
+        else:
+            try:
+                onnx.defs.get_schema(stop.op_type, self.opset, stop.domain or "")
+                why = "its shape rule failed on its inputs"
+            except onnx.defs.SchemaError:  # no schema: not an ONNX op
+                why = "is not an ONNX op (an exporter left an op it could not convert, e.g. tf2onnx's Erfc)"
+            cause = f": shape inference stops at node {stop.name or stop.output[0]!r} ({stop.op_type}), which {why}"
+        return (f"{self.label}: {what} {name!r}, which has no static shape{cause}; expected ops with ONNX shape rules and "
+                "static shapes (only the batch may be symbolic)")
 
     def guess_perm(self, h: int, shape: Shape) -> Perm | None:
         r = len(shape)

@@ -10,7 +10,7 @@ from typing import Any
 import onnx
 
 from napbench.conversion._layout import einsum_parts
-from napbench.conversion.builder import canon_shape, tokens
+from napbench.conversion.builder import canon_shape, same_padding, tokens
 from napbench.conversion.onnx._common import _PLUMBING, _attrs, _cg, _channels_last_perm, _identity, _tokens_of
 from napbench.conversion.onnx._consts import _axes
 from napbench.conversion.onnx._converter import _Converter
@@ -181,12 +181,20 @@ _BIASABLE = frozenset({"conv", "linear", "conv_transpose", "groupnorm", "layerno
 
 def _bias_like(c: _Converter, src: Any, k: str, x: str) -> bool:
     """Whether constant ``k`` added to ``x`` (the output of ``src``) is ``src``'s bias."""
-    if src.op != "linear":
-        return c.per_channel(k, x)
-    # a linear's bias runs along the axis MatMul wrote: the last one
     cs, xs = c.shape(k), c.shape(x)
+    if src.op != "linear":
+        # one output channel: a one-element tensor (not a scalar) is its bias (tf2onnx's BiasAdd)
+        return c.per_channel(k, x) or (bool(src.weight_shape) and src.weight_shape[0] == 1 and len(cs) >= 1
+                                       and math.prod(cs) == 1 and src.op in ("conv", "conv_transpose"))
+    # a linear's bias runs along the axis MatMul wrote: the last one, or the last ones when the result was
+    # reshaped into heads first (tf2onnx's EinsumDense: a (heads, head_size) bias on (..., heads, head_size))
     n = src.weight_shape[0]
-    return math.prod(cs) == n and len(cs) <= len(xs) and (not cs or cs[-1] == n) and xs[-1] == n
+    if math.prod(cs) != n or len(cs) > len(xs):
+        return False
+    trail = tuple(d for d in cs)
+    while len(trail) > 1 and trail[0] == 1:
+        trail = trail[1:]
+    return (not cs or cs[-1] == n) and xs[-1] == n or len(trail) > 1 and tuple(xs[len(xs) - len(trail):]) == trail
 
 
 def _norm_affine(c: _Converter, h: int, out: str, p: Perm | None, k: str, x: str) -> bool:
@@ -218,11 +226,7 @@ def _spatial_attrs(c: _Converter, node: onnx.NodeProto, x: str, kernel: Shape) -
     auto = a.get("auto_pad", b"NOTSET")
     auto = auto.decode() if isinstance(auto, bytes) else str(auto)
     if auto in ("SAME_UPPER", "SAME_LOWER"):
-        size = c.shape(x)[2:]
-        tot = [max((math.ceil(size[i] / strides[i]) - 1) * strides[i] + dil[i] * (kernel[i] - 1) + 1 - size[i], 0) for i in range(nd)]
-        small = [t // 2 for t in tot]
-        big = [t - t // 2 for t in tot]
-        pad = tuple(small + big) if auto == "SAME_UPPER" else tuple(big + small)
+        pad = same_padding(c.shape(x)[2:], kernel, strides, dil, upper=auto == "SAME_UPPER")
     elif auto == "VALID":
         pad = (0,) * (2 * nd)
     else:
@@ -389,7 +393,7 @@ def _norm(op: str) -> Handler:
         h, p = _x(c, node)
         scale = node.input[1] if len(node.input) > 1 and node.input[1] else None
         bias = len(node.input) > 2 and bool(node.input[2])
-        ws = tuple(c.shape(scale)) if scale else ()
+        ws = tuple(d for d in c.shape(scale) if d != 1) or (1,) if scale else ()  # tf2onnx stores (1, 1, C)
         a = _attrs(node)
         xs = c.shape(node.input[0])
         if op == "layernorm":

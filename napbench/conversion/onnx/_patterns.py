@@ -1,9 +1,10 @@
-"""Phase 2, patterns: multi-node formulas that are one vocabulary op (erf GELU, tf2onnx hard-swish)."""
+"""Phase 2, patterns: multi-node formulas that are one vocabulary op (erf GELU, tf2onnx hard-swish, tf2onnx layer norm)."""
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import onnx
 
 from napbench.conversion.onnx._common import _attrs, _close
@@ -26,6 +27,14 @@ class _Patterns:
         return {o: i for i, n in enumerate(self.nodes) for o in n.output}
 
     def patterns(self) -> None:
+        """Rewrite every formula; again while a rewrite lets analysis reach shapes it could not see before
+        (a layer norm after tf2onnx's ``Erfc`` GELU is recognised once the GELU is)."""
+        self._formulas: set[int] = set()  # ids of the nodes written for formulas (they keep their input's shape)
+        for _ in range(64):  # each pass reaches at least one formula further; chains are short
+            if not self._patterns_once():
+                return
+
+    def _patterns_once(self) -> bool:
         prod = self._producer_map()
         drop: set[int] = set()
         replace_at: dict[int, onnx.NodeProto] = {}
@@ -43,6 +52,12 @@ class _Patterns:
                     x, out, members = m
                     drop.update(members)
                     replace_at[max(members)] = onnx.helper.make_node("Gelu", [x], [out], name=node.name or out)
+            elif node.op_type == "Neg" and idx not in drop:
+                ln = self._match_moments_layernorm(node, prod)
+                if ln is not None:
+                    new, members = ln
+                    drop.update(members)
+                    replace_at[max(members)] = new
             elif node.op_type == "Clip" and idx not in drop:
                 m = self._match_hardswish(node, prod)
                 if m is not None:
@@ -61,15 +76,108 @@ class _Patterns:
             for i, n in enumerate(self.nodes):
                 for name in n.input:
                     self.consumers.setdefault(name, []).append(i)
-            # a replaced formula keeps its input's shape; shapes that inference could not reach
-            # past an op it does not know (tf2onnx's Erfc) are inferred again from there on
-            for n in replace_at.values():
-                if self.shapes.get(n.output[0]) is None and self.shapes.get(n.input[0]) is not None:
-                    self.shapes[n.output[0]] = self.shapes[n.input[0]]
-                    if n.input[0] in self.types:
-                        self.types[n.output[0]] = self.types[n.input[0]]
+            # a replaced formula keeps its input's shape; shapes that inference could not reach past
+            # an op it does not know (tf2onnx's Erfc) are inferred again from there on, in graph order,
+            # and shape arithmetic on them (tf2onnx's Tensordot reads Shape) is evaluated
+            self._formulas.update(id(n) for n in replace_at.values())
             for n in self.nodes:
-                self._infer_missing(n)  # type: ignore[attr-defined]
+                if id(n) in self._formulas:
+                    if self.shapes.get(n.output[0]) is None and self.shapes.get(n.input[0]) is not None:
+                        self.shapes[n.output[0]] = self.shapes[n.input[0]]
+                        if n.input[0] in self.types:
+                            self.types[n.output[0]] = self.types[n.input[0]]
+                elif self._stale(n):
+                    self._analyse_node(n)  # type: ignore[attr-defined]
+        return bool(drop)
+
+    def _stale(self, n: onnx.NodeProto) -> bool:
+        """Whether analysis left ``n`` without an output shape, or with shape arithmetic it can now evaluate."""
+        outs = [o for o in n.output if o]
+        if any(self.shapes.get(o) is None for o in outs):
+            return True
+        return bool(n.input) and any(o not in self.const_names for o in outs) and (
+            n.op_type in ("Shape", "Size") or all(i == "" or i in self.const_names for i in n.input)
+        )
+
+    def _last_axis_mean(self, name: str, prod: dict[str, int], rank: int) -> onnx.NodeProto | None:
+        """The node computing ``name`` when it is a mean over the last axis of a rank-``rank`` tensor, keeping it
+        (a ``ReduceMean``, or tf2onnx's ``GlobalAveragePool`` of a rank-3 tensor)."""
+        if name not in prod:
+            return None
+        n = self.nodes[prod[name]]
+        if n.op_type == "GlobalAveragePool":
+            return n if rank == 3 else None
+        if n.op_type != "ReduceMean" or not rank or not _attrs(n).get("keepdims", 1):
+            return None
+        axes = _attrs(n).get("axes")
+        if axes is None and len(n.input) > 1:
+            v = self._value(n.input[1])
+            axes = None if v is None else v.tolist()
+        return n if axes is not None and [int(a) % rank for a in axes] == [rank - 1] else None
+
+    def _match_moments_layernorm(self, neg: onnx.NodeProto, prod: dict[str, int]) -> tuple[onnx.NodeProto, list[int]] | None:
+        """Keras' ``LayerNormalization`` as tf2onnx writes it (``tf.nn.moments`` over the last axis, then the
+        inference affine): ``m = mean(x)``, ``v = mean((x - m)^2)``, ``r = gamma / sqrt(v + eps)``,
+        ``x * r + (beta - m * r)`` -> one ``LayerNormalization`` node (gamma and beta optional)."""
+        src = self.nodes[prod[neg.input[0]]] if neg.input[0] in prod else None
+        rank = len(self.shapes.get(src.input[0]) or ()) if src is not None and src.input else 0
+        mean = self._last_axis_mean(neg.input[0], prod, rank)
+        if mean is None:
+            return None
+        x, m = mean.input[0], neg.input[0]
+
+        def consumers(t: str) -> list[onnx.NodeProto]:
+            return [self.nodes[i] for i in self.consumers.get(t, [])]
+
+        sub = next((c for c in consumers(m) if c.op_type == "Sub" and list(c.input) == [x, m]), None)
+        if sub is None or len(consumers(m)) != 2:
+            return None
+        sq_at = set(self.consumers.get(sub.output[0], []))  # (x - m) * (x - m) reads it twice
+        sq = self.nodes[sq_at.pop()] if len(sq_at) == 1 else None
+        if sq is None or sq.op_type != "Mul" or list(sq.input) != [sub.output[0]] * 2:
+            return None
+        var = self._single_consumer(sq.output[0])
+        if var is None or self._last_axis_mean(var.output[0], prod, rank) is not var:
+            return None
+        add = self._single_consumer(var.output[0])
+        if add is None or add.op_type != "Add" or (eps := self._value(next(i for i in add.input if i != var.output[0]))) is None:
+            return None
+        sqrt = self._single_consumer(add.output[0])
+        rec = self._single_consumer(sqrt.output[0]) if sqrt is not None and sqrt.op_type == "Sqrt" else None
+        if rec is None or rec.op_type != "Reciprocal":
+            return None
+        members = [prod[t] for t in (m, sub.output[0], sq.output[0], var.output[0], add.output[0], sqrt.output[0], rec.output[0])]
+        r, gamma = rec.output[0], ""
+        scale = self._single_consumer(r)
+        if scale is not None and scale.op_type == "Mul" and neg not in consumers(r):
+            gamma = next(i for i in scale.input if i != r)
+            if gamma not in self.const_names:
+                return None
+            r = scale.output[0]
+            members.append(prod[r])
+        users = consumers(r)
+        y1 = next((u for u in users if u.op_type == "Mul" and set(u.input) == {x, r}), None)
+        y2 = self._single_consumer(neg.output[0])
+        if y1 is None or y2 is None or y2.op_type != "Mul" or set(y2.input) != {neg.output[0], r} or len(users) != 2:
+            return None
+        members += [prod[neg.output[0]], prod[y1.output[0]], prod[y2.output[0]]]
+        shift, beta = self._single_consumer(y2.output[0]), ""
+        if shift is not None and shift.op_type == "Add" and y1 not in (self._single_consumer(y2.output[0]),):
+            other = next((i for i in shift.input if i != y2.output[0]), "")
+            if other in self.const_names:
+                beta, members = other, [*members, prod[shift.output[0]]]
+                shift_out = shift.output[0]
+            else:
+                shift_out = y2.output[0]
+        else:
+            shift_out = y2.output[0]
+        out = self._single_consumer(y1.output[0])
+        if out is None or out.op_type != "Add" or set(out.input) != {y1.output[0], shift_out}:
+            return None
+        members.append(prod[out.output[0]])
+        node = onnx.helper.make_node("LayerNormalization", [x, gamma, beta] if beta else [x, gamma] if gamma else [x],
+                                     [out.output[0]], name=neg.name or out.output[0], axis=-1, epsilon=float(np.ravel(eps)[0]))
+        return node, members
 
     def _clip_bounds(self, clip: onnx.NodeProto) -> tuple[float | None, float | None]:
         a = _attrs(clip)
