@@ -8,10 +8,10 @@ input and so is computed once. Writes one CSV row per network (``--out``/values_
 rewritten atomically every 5 networks, so a killed run keeps its rows) and prints the SRCC of
 each proxy with the label, per source, plus the rank vote of all proxies.
 
-``--resume CSV`` reuses the rows of an earlier run (same family, sample and settings: rows
-are matched by architecture, so a longer run continues a shorter one); ``--time-limit S``
-stops a family after S seconds with the rows done so far (networks are taken in the
-sample's seeded random order, so the rows done are themselves a uniform sample); ``--proxies``
+``--resume CSV`` (repeatable) reuses the rows of earlier runs (same family, sample and
+settings; rows are matched by architecture, and every row of the sample found there is
+kept); ``--time-limit S`` stops computing after S seconds (networks are taken in the sample's
+seeded random order, so the rows computed are themselves a uniform sample); ``--proxies``
 restricts the proxies (the vote is then over those).
 
     nice -n 10 python benchmarks/proxy_inputs.py --family nb201 --n 300 --batch-size 32
@@ -49,12 +49,13 @@ def _sample(family: str, n: int, seed: int) -> tuple[list[str], np.ndarray]:
     return [archs[i] for i in pick], y[pick]
 
 
-def _read(path: Path | None) -> dict[str, dict[str, object]]:
-    """Rows of an earlier run's CSV by architecture (values as floats)."""
-    if path is None or not path.is_file():
-        return {}
-    with open(path, newline="") as f:
-        return {r["arch"]: {k: (v if k == "arch" else float(v)) for k, v in r.items()} for r in csv.DictReader(f)}
+def _read(paths: list[Path]) -> dict[str, dict[str, object]]:
+    """Rows of earlier runs' CSVs by architecture (values as floats)."""
+    out: dict[str, dict[str, object]] = {}
+    for path in paths:
+        with open(path, newline="") as f:
+            out.update({r["arch"]: {k: (v if k == "arch" else float(v)) for k, v in r.items()} for r in csv.DictReader(f)})
+    return out
 
 
 def _write(path: Path, rows: list[dict[str, object]]) -> None:
@@ -68,10 +69,11 @@ def _write(path: Path, rows: list[dict[str, object]]) -> None:
 
 
 def run(family: str, n: int, *, batch_size: int, input_size: int, seed: int, out: Path, proxies: list[str],
-        resume: Path | None = None, time_limit: float = float("inf")) -> list[dict[str, object]]:
+        resume: list[Path] | None = None, time_limit: float = float("inf")) -> list[dict[str, object]]:
     fam = get_family(family)
     archs, y = _sample(family, n, seed)
-    done = _read(resume)
+    done = _read(resume or [])
+    stopped = False
     rows: list[dict[str, object]] = []
     t0 = time.perf_counter()
     path = out / f"values_{family}.csv"
@@ -79,9 +81,11 @@ def run(family: str, n: int, *, batch_size: int, input_size: int, seed: int, out
         if arch in done and all(f"{p}:{s}" in done[arch] for p in proxies for s in SOURCES):
             rows.append(done[arch])
             continue
-        if time.perf_counter() - t0 > time_limit:
-            print(f"{family}: time limit reached after {len(rows)} networks", flush=True)
-            break
+        if stopped or time.perf_counter() - t0 > time_limit:
+            if not stopped:
+                print(f"{family}: time limit reached after {len(rows)} networks", flush=True)
+            stopped = True
+            continue
         c, h, w = fam.arch_input_shape(arch)
         shape = (c, min(h, input_size), min(w, input_size))
         with torch.random.fork_rng():
@@ -129,7 +133,7 @@ def main() -> None:
     ap.add_argument("--input-size", type=int, default=32)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=Path("runs/proxy_inputs"))
-    ap.add_argument("--resume", type=Path, default=None, help="an earlier values CSV of this family to reuse")
+    ap.add_argument("--resume", type=Path, action="append", default=[], help="an earlier values CSV of this family to reuse")
     ap.add_argument("--time-limit", type=float, default=float("inf"), help="seconds per family")
     ap.add_argument("--proxies", default=",".join(list_proxies()))
     args = ap.parse_args()
