@@ -14,7 +14,7 @@ from napbench.zoo._images import IMAGE_FILES, image_pool, natural_images
 from napbench.zoo.proxies import compute_proxies, graph_network, make_inputs
 
 
-def _refnets():  # noqa: ANN202 - tests/conversion/refnets.py, the reference networks shared with the conversion tests
+def _refnets():
     import importlib.util
     import sys
     from pathlib import Path
