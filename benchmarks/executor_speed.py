@@ -10,7 +10,8 @@ Three measurements, each with its baseline in the same process (ratios cancel ma
 3. **fourier**: scoring throughput (graphs per second, features + MLP, no grad) on
    ``--fourier-n`` NB-201 graphs (default: all 15,625) with an untrained predictor, and
    training time per graph per epoch (forward + backward through the propagated CG) on
-   ``--train-n`` graphs for one epoch.
+   ``--train-n`` graphs for one epoch; and, on ``--fourier-baseline-n`` of them, the batched
+   scoring against the reference path (each graph alone through ``to_torch``) in the same run.
 
 All runs use one torch thread.
 
@@ -80,13 +81,26 @@ def proxies(graphs, archs, names: list[str], batch_size: int) -> None:
         print(f"| {n} | {e:.0f} | {b:.0f} | {e / b:.2f}x |")
 
 
-def fourier(graphs, y, train_n: int) -> None:
+def fourier(graphs, y, train_n: int, baseline_n: int) -> None:
     p = FourierPredictor()
     p._feature_matrix(graphs[:2])  # warm-up (image pool, module memo)
     t = time.perf_counter()
     p.score(graphs)
     dt = time.perf_counter() - t
-    print(f"\nfourier scoring: {len(graphs)} graphs in {dt:.1f} s = {len(graphs) / dt:.1f} graphs/s")
+    print(f"\nfourier scoring: {len(graphs)} graphs in {dt:.1f} s = {len(graphs) / dt:.1f} graphs/s "
+          f"(chunks of {p.chunk_graphs} graphs propagated together)")
+    if baseline_n:
+        sub = graphs[:baseline_n]
+        t = time.perf_counter()
+        p.score(sub)
+        dt_b = time.perf_counter() - t
+        kernels: dict = {}
+        t = time.perf_counter()
+        with torch.no_grad():  # the reference path: each graph alone through to_torch's GraphNet
+            torch.stack([p._features(g, kernels) for g in sub])
+        dt_1 = time.perf_counter() - t
+        print(f"same process, {len(sub)} graphs: together {len(sub) / dt_b:.1f} graphs/s, "
+              f"one by one {len(sub) / dt_1:.1f} graphs/s (features only) -> {dt_1 / dt_b:.2f}x")
     q = FourierPredictor(epochs=1)
     t = time.perf_counter()
     q.fit(graphs[:train_n], y[:train_n], epochs=1, progress=False)
@@ -104,6 +118,8 @@ def main() -> None:
     ap.add_argument("--proxies", default="synflow,snip,naswot,jacob_cov")
     ap.add_argument("--fourier-n", type=int, default=15625)
     ap.add_argument("--train-n", type=int, default=64)
+    ap.add_argument("--fourier-baseline-n", type=int, default=300,
+                    help="graphs scored both together and one by one (the reference path) in the same process")
     ap.add_argument("--skip", default="", help="comma list of parts to skip: executor,proxies,fourier")
     args = ap.parse_args()
     ds = load("nb201")
@@ -121,7 +137,7 @@ def main() -> None:
         if "fourier" not in skip:
             rows = np.sort(rng.choice(len(ds), size=min(args.fourier_n, len(ds)), replace=False))
             sub = ds.subset(rows)
-            fourier(sub.graphs, sub.labels(), args.train_n)
+            fourier(sub.graphs, sub.labels(), args.train_n, args.fourier_baseline_n)
 
 
 if __name__ == "__main__":

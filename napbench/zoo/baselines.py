@@ -174,14 +174,14 @@ class ZeroCostPredictor(LinearScorePredictor):
         seed: int = 0,
         cache: ProxyCache | None = None,
         threads: int | None = 1,
-        inputs: str = "gaussian",
+        inputs: str = "auto",
         network: str = "auto",
     ) -> None:
         super().__init__()
-        from napbench.zoo.proxies import INPUT_SOURCES, list_proxies
+        from napbench.zoo.proxies import AUTO, INPUT_SOURCES, list_proxies
 
-        if inputs not in INPUT_SOURCES:
-            raise UnknownNameError("proxy input source", str(inputs), list(INPUT_SOURCES))
+        if inputs not in INPUT_SOURCES and inputs != AUTO:
+            raise UnknownNameError("proxy input source", str(inputs), [*INPUT_SOURCES, AUTO])
         if network not in NETWORKS:
             raise UnknownNameError("proxy network", str(network), list(NETWORKS))
         self.inputs = inputs
@@ -219,7 +219,9 @@ class ZeroCostPredictor(LinearScorePredictor):
         return list_proxies() if self.proxy == VOTE else [self.proxy]
 
     def _key(self, family: str, arch: str, proxy: str) -> tuple[Any, ...]:
-        return (family, arch, proxy, self.input_size, self.batch_size, self.seed, self.inputs, self.network)
+        from napbench.zoo.proxies import input_source
+
+        return (family, arch, proxy, self.input_size, self.batch_size, self.seed, input_source(proxy, self.inputs), self.network)
 
     def _compute(self, family: str, arch: str, proxies: list[str], graph: Any = None) -> None:
         from napbench.datasets import get_family

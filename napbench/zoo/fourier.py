@@ -154,6 +154,37 @@ def _stats(v: list[Tensor]) -> Tensor:
     return torch.stack([t.mean(), t.std() if t.numel() > 1 else torch.zeros(()), t.min(), t.max()])
 
 
+def _name(g: CompGraph) -> str:
+    return str(g.meta.get("arch") or g.meta.get("name") or "")
+
+
+def _unitise_stacked(y: Tensor, groups: int) -> tuple[Tensor, Tensor]:
+    """:func:`unitise` of each of the ``groups`` graphs stacked along the batch axis of ``y``:
+    ``y`` with each graph's part divided by its own standard deviation, and the log deviations."""
+    if y.numel() <= groups:
+        return y, torch.zeros(groups)
+    sd = torch.stack([part.std() for part in y.detach().chunk(groups)])  # per part: the fast full reduction
+    ok = sd > _EPS
+    safe = torch.where(ok, sd, torch.ones_like(sd))
+    z = y.reshape(groups, y.shape[0] // groups, *y.shape[1:]) / safe.reshape(groups, *[1] * y.dim())
+    return z.reshape(y.shape), torch.where(ok, torch.log(safe), torch.zeros_like(sd))
+
+
+def _grouped_bn(x: Tensor, module: nn.Module, groups: int, tokens: bool) -> Tensor:
+    """Training-mode batch norm (unit scale, zero shift, as the predictor sets every norm) of
+    ``groups`` graphs stacked along the batch axis, with each graph's own batch statistics."""
+    bn = getattr(module, "bn", module)
+    if tokens:  # held (batch, M, F): the channel axis is last
+        x = x.transpose(1, 2)
+    n, c, rest = x.shape[0] // groups, x.shape[1], x.shape[2:]
+    z = x.reshape(groups, n, c, *rest).transpose(0, 1).reshape(n, groups * c, *rest)
+    z = F.batch_norm(z, None, None, training=True, eps=float(bn.eps))
+    y = z.reshape(n, groups, c, *rest).transpose(0, 1).reshape(groups * n, c, *rest)
+    if y.dim() == 4:
+        y = y.contiguous(memory_format=torch.channels_last)  # as the batched path holds maps
+    return y.transpose(1, 2) if tokens else y
+
+
 @register_predictor("fourier")
 class FourierPredictor(Predictor):
     """The Fourier zero-shot predictor (see the module docstring)."""
@@ -177,6 +208,7 @@ class FourierPredictor(Predictor):
         fine_tune_epochs: int = 20,
         seed: int = 0,
         threads: int | None = 1,
+        chunk_graphs: int = 64,
     ) -> None:
         super().__init__()
         if min(base_channels, base_kernel, hidden, epochs, batch_graphs) < 1 or n_inputs < 3:
@@ -186,6 +218,8 @@ class FourierPredictor(Predictor):
         self.epochs, self.batch_graphs, self.lr = int(epochs), int(batch_graphs), float(lr)
         self.temperature, self.fine_tune_epochs = float(temperature), int(fine_tune_epochs)
         self.seed, self.threads = int(seed), threads
+        #: graphs propagated together in one pass (:meth:`_batched_features`)
+        self.chunk_graphs = max(1, int(chunk_graphs))
         self.n_features = n_inputs * (n_inputs - 1) // 2 + 4 * _STAT_GROUPS + 2
         self._init_parameters(self.seed)
         self.register_buffer("coef", torch.tensor([1.0, 0.0], dtype=torch.float64))
@@ -243,13 +277,20 @@ class FourierPredictor(Predictor):
         return out
 
     def features(self, g: CompGraph, kernels: dict[tuple[int, ...], Tensor] | None = None) -> Tensor:
-        """The feature vector of one graph (differentiable w.r.t. the spectrum)."""
+        """The feature vector of one graph (differentiable w.r.t. the spectrum), run alone
+        through the executor's :class:`~napbench.conversion.executor.GraphNet` (the reference
+        for the batched path that scoring and training use)."""
+        f = self._features(g, {} if kernels is None else kernels)
+        if not bool(torch.isfinite(f).all()):
+            raise NumericalError(f"fourier: graph {_name(g)} gave non-finite features")
+        return f
+
+    def _features(self, g: CompGraph, kernels: dict[tuple[int, ...], Tensor]) -> Tensor:
         from napbench.conversion import to_torch
 
-        kernels = {} if kernels is None else kernels
         net = to_torch(g, device="meta", init="none", check=False, memo=self._memo)
         shape = tuple(g.input_shape)
-        small = (shape[0], *(min(s, self.input_size) for s in shape[1:])) if len(shape) == 3 else shape
+        small = self._small(shape)
         rec = _Recorder()
         net.post = rec
         net.train()
@@ -264,31 +305,138 @@ class FourierPredictor(Predictor):
             y = torch.func.functional_call(net, weights, (self._batch(shape),), strict=False, tie_weights=False)
         if isinstance(y, tuple):
             y = y[0]
+        return self._head(y, rec.weighted, rec.all, torch.triu_indices(self.n_inputs, self.n_inputs, 1))
+
+    def _feature_matrix(self, graphs: list[CompGraph], bad: list[int] | None = None) -> Tensor:
+        """Features of ``graphs``, propagated together (:meth:`_batched_features`, chunks of at most
+        ``chunk_graphs``); a graph whose features are undefined (non-finite) gets zeros and its
+        position is appended to ``bad`` (raises when ``bad`` is None)."""
+        kernels: dict[tuple[int, ...], Tensor] = {}
+        rows: list[Tensor] = []
+        step = max(1, self.chunk_graphs)
+        for b in range(0, len(graphs), step):
+            chunk = graphs[b : b + step]
+            try:
+                feats = self._batched_features(chunk, kernels)
+            except RuntimeError:  # a graph that cannot run at the small size: one by one (each retries at full size)
+                feats = [self._features(g, kernels) for g in chunk]
+            for i, (g, f) in enumerate(zip(chunk, feats)):
+                if not bool(torch.isfinite(f).all()):
+                    if bad is None:
+                        raise NumericalError(f"fourier: graph {_name(g)} gave non-finite features")
+                    bad.append(b + i)
+                    f = torch.zeros(self.n_features)
+                rows.append(f)
+        return torch.stack(rows) if rows else torch.zeros((0, self.n_features))
+
+    def _small(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        return (shape[0], *(min(s, self.input_size) for s in shape[1:])) if len(shape) == 3 else shape
+
+    def _plan(self, g: CompGraph) -> list[tuple[int, Any, tuple[int, ...], int]]:
+        """``(node, memo key, inputs, level)`` for every node but the input, ``level`` the longest
+        path from the input; the modules are built into the memo (on the meta device)."""
+        from napbench.conversion.executor import OP_BUILDERS, to_torch
+
+        if any(n.op not in OP_BUILDERS for n in g.nodes[1:]):
+            to_torch(g, device="meta", init="none", check=False)  # raises the executor's one-line error
+        level = [0] * len(g.nodes)
+        plan = []
+        with torch.device("meta"):
+            for i, n in enumerate(g.nodes[1:], 1):
+                key = (n.label(), n.padding)
+                if key not in self._memo:
+                    self._memo[key] = OP_BUILDERS[n.op](n)
+                level[i] = 1 + max((level[s] for s in n.inputs), default=0)
+                plan.append((i, key, tuple(n.inputs), level[i]))
+        return plan
+
+    def _batched_features(self, graphs: list[CompGraph], kernels: dict[tuple[int, ...], Tensor]) -> list[Tensor]:
+        """The features of several graphs in one pass, equal to :meth:`features` of each.
+
+        A node's module depends only on its structure (the memo key) and its weights only on
+        their shapes (the shared spectrum), so the nodes of all graphs with the same memo key
+        and the same depth (longest path from the input) are computed by one call on their
+        inputs stacked along the batch axis. Only two steps see the whole batch, and both are
+        done per graph: batch norm (batch statistics per graph, the graphs folded into the
+        channel axis) and variance unitisation (one standard deviation per graph).
+        """
+        n_in = self.n_inputs
+        groups: dict[tuple[int, Any], list[tuple[int, int, tuple[int, ...]]]] = {}
+        vals: list[dict[int, Tensor]] = []
+        ends: list[dict[int, int]] = []  # per graph: value -> the last level that reads it
+        for gi, g in enumerate(graphs):
+            shape = tuple(g.input_shape)
+            x = self._batch(self._small(shape))
+            if x.dim() == 4:  # channels-last: convolutions and pooling of small maps run 2-4x faster
+                x = x.contiguous(memory_format=torch.channels_last)
+            vals.append({0: x.transpose(1, 2) if len(shape) == 2 else x})
+            end: dict[int, int] = {o: 1 << 30 for o in g.outputs}
+            for i, key, ins, level in self._plan(g):
+                groups.setdefault((level, key), []).append((gi, i, ins))
+                for s in ins:
+                    end[s] = max(end.get(s, 0), level)
+            ends.append(end)
+        weighted: list[list[Tensor]] = [[] for _ in graphs]
+        every: list[list[Tensor]] = [[] for _ in graphs]
+        wcache: dict[Any, dict[str, Tensor]] = {}
+        by_level: dict[int, list[tuple[Any, list[tuple[int, int, tuple[int, ...]]]]]] = {}
+        for (level, key), members in groups.items():
+            by_level.setdefault(level, []).append((key, members))
+        for level in sorted(by_level):
+            for key, members in by_level[level]:
+                node = graphs[members[0][0]].nodes[members[0][1]]
+                y = self._group_call(key, node, [[vals[gi][s] for s in ins] for gi, _, ins in members], kernels, wcache)
+                if node.op in UNITISED:
+                    if y.shape[0] == 1:  # one value for every graph (param nodes)
+                        y, ls = unitise(y)
+                        logs = [ls] * len(members)
+                    else:
+                        y, lt = _unitise_stacked(y, len(members))
+                        logs = list(lt.unbind())
+                    for (gi, _, _), ls in zip(members, logs):
+                        every[gi].append(ls)
+                        if node.op in _WEIGHTED:
+                            weighted[gi].append(ls)
+                parts = [y] * len(members) if y.shape[0] == 1 else y.split(n_in)
+                for (gi, i, _), part in zip(members, parts):
+                    vals[gi][i] = part
+            for gi, end in enumerate(ends):  # free the values no later level reads
+                for s in [s for s in vals[gi] if end.get(s, 0) <= level]:
+                    del vals[gi][s]
+        iu = torch.triu_indices(n_in, n_in, 1)
+        out = []
+        for gi, g in enumerate(graphs):
+            o = g.outputs[0]
+            y = vals[gi][o]
+            out.append(self._head(y.transpose(1, 2) if len(g.nodes[o].output_shape) == 2 else y, weighted[gi], every[gi], iu))
+        return out
+
+    def _group_call(self, key: Any, node: Any, inputs: list[list[Tensor]], kernels: dict[tuple[int, ...], Tensor],
+                    wcache: dict[Any, dict[str, Tensor]]) -> Tensor:
+        """One module call on the stacked inputs of the nodes (one per graph) of memo key ``key``."""
+        module = self._memo[key]
+        n_in = self.n_inputs
+        args = []
+        for pos in range(len(node.inputs)):
+            col = [ins[pos] for ins in inputs]
+            if all(t.shape[0] == 1 for t in col):  # one value shared by every graph (param nodes)
+                args.append(col[0])
+            else:
+                args.append(torch.cat([t.expand(n_in, *t.shape[1:]) if t.shape[0] == 1 else t for t in col]))
+        if node.op == "bn":
+            return _grouped_bn(args[0], module, len(inputs), len(node.input_shapes[0]) == 2)
+        if key not in wcache:
+            wcache[key] = self._weights(module, kernels)
+        return torch.func.functional_call(module, wcache[key], tuple(args), strict=False, tie_weights=False)
+
+    def _head(self, y: Tensor, weighted: list[Tensor], every: list[Tensor], iu: Tensor) -> Tensor:
+        """Features from the output ``y`` and the recorded log standard deviations."""
         y = y.reshape(y.shape[0], -1)
         yc = y - y.mean(1, keepdim=True)
         yc = yc / (yc.norm(dim=1, keepdim=True) + 1e-6)
         corr = yc @ yc.T
-        iu = torch.triu_indices(self.n_inputs, self.n_inputs, 1)
-        counts = torch.tensor([math.log1p(len(rec.weighted)), math.log1p(len(rec.all))])
-        f = torch.cat([corr[iu[0], iu[1]], _stats(rec.weighted), _stats(rec.all), counts])
-        if not bool(torch.isfinite(f).all()):
-            raise NumericalError(f"fourier: graph {g.meta.get('arch') or g.meta.get('name') or ''} gave non-finite features")
-        return f
-
-    def _feature_matrix(self, graphs: list[CompGraph], bad: list[int] | None = None) -> Tensor:
-        """Features of ``graphs``; a graph whose features are undefined (non-finite) gets zeros
-        and its position is appended to ``bad`` (raises when ``bad`` is None)."""
-        kernels: dict[tuple[int, ...], Tensor] = {}
-        rows = []
-        for i, g in enumerate(graphs):
-            try:
-                rows.append(self.features(g, kernels))
-            except NumericalError:
-                if bad is None:
-                    raise
-                bad.append(i)
-                rows.append(torch.zeros(self.n_features))
-        return torch.stack(rows)
+        counts = torch.tensor([math.log1p(len(weighted)), math.log1p(len(every))])
+        return torch.cat([corr[iu[0], iu[1]], _stats(weighted), _stats(every), counts])
 
     def _scores(self, feats: Tensor) -> Tensor:
         return self.mlp((feats - self.feat_mean) / self.feat_std).squeeze(-1)

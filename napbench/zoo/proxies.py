@@ -89,10 +89,12 @@ from torch import Tensor, nn
 from napbench.errors import InvalidArgumentError, NumericalError, UnknownNameError
 
 __all__ = [
+    "AUTO_INPUTS",
     "INPUT_SOURCES",
     "compute_proxies",
     "compute_proxy",
     "graph_network",
+    "input_source",
     "list_proxies",
     "make_inputs",
     "rank_vote",
@@ -181,6 +183,23 @@ INPUT_SOURCES: dict[str, Callable[[tuple[int, ...], int, torch.Generator, int], 
 }
 
 
+#: the input source of each proxy under ``inputs="auto"`` (the zero-cost predictors' default):
+#: natural images where they measurably rank NB-201 better than Gaussian pixels (README,
+#: "Natural images for the data-dependent proxies"); every other proxy keeps Gaussian pixels
+AUTO_INPUTS: dict[str, str] = {"jacob_cov": "images", "naswot": "images", "fisher": "images"}
+#: the name of the per-proxy choice of input source (:data:`AUTO_INPUTS`)
+AUTO = "auto"
+
+
+def input_source(proxy: str, inputs: str) -> str:
+    """The input source ``proxy`` uses when asked for ``inputs`` (``"auto"``: :data:`AUTO_INPUTS`)."""
+    if inputs == AUTO:
+        return AUTO_INPUTS.get(proxy, "gaussian")
+    if inputs not in INPUT_SOURCES:
+        raise UnknownNameError("proxy input source", str(inputs), [*INPUT_SOURCES, AUTO])
+    return inputs
+
+
 def make_inputs(
     input_shape: tuple[int, int, int], num_classes: int, *, batch_size: int = 32, seed: int = 0, source: str = "gaussian"
 ) -> tuple[Tensor, Tensor]:
@@ -267,17 +286,21 @@ def compute_proxies(
     seed: int = 0,
     inputs: str = "gaussian",
 ) -> dict[str, float]:
-    """Compute several proxies on the same batch (from input source ``inputs``); unknown names fail before any work."""
+    """Compute several proxies on the same batch (from input source ``inputs``; ``"auto"``: each
+    proxy's source in :data:`AUTO_INPUTS`); unknown names fail before any work."""
     if isinstance(names, str):
         raise InvalidArgumentError(f"names is the string {names!r}; expected an iterable of proxy names, e.g. [{names!r}]")
     names = list(names)
     proxies = [_get(n) for n in names]
     if not isinstance(model, nn.Module):
         raise InvalidArgumentError(f"model is a {type(model).__name__}; expected a torch.nn.Module")
-    x, y = make_inputs(input_shape, num_classes, batch_size=batch_size, seed=seed, source=inputs)
+    sources = {p.name: input_source(p.name, inputs) for p in proxies}
     device, dtype = _model_device_dtype(model)
-    x, y = x.to(device=device, dtype=dtype), y.to(device)
-    return {p.name: _run(p, model, x, y, int(num_classes), int(seed)) for p in proxies}
+    batches = {}
+    for src in dict.fromkeys(sources.values()):
+        x, y = make_inputs(input_shape, num_classes, batch_size=batch_size, seed=seed, source=src)
+        batches[src] = (x.to(device=device, dtype=dtype), y.to(device))
+    return {p.name: _run(p, model, *batches[sources[p.name]], int(num_classes), int(seed)) for p in proxies}
 
 
 def compute_proxy(

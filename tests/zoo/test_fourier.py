@@ -109,3 +109,17 @@ def test_registered_fits_and_checkpoint_round_trip_gives_identical_scores(tmp_pa
     assert isinstance(q, FourierPredictor)
     assert np.array_equal(q.predict(graphs), s)
     assert q.training_info["fit"]["n"] == 8
+
+
+def test_graphs_propagated_together_give_the_features_of_each_alone() -> None:
+    from napbench.datasets import get_family
+
+    fam = get_family("nb201")
+    graphs = [fam.build_cg(a) for a in fam.sample(3, seed=1)] + [_chain(3), _chain(5, c=6)]
+    p = FourierPredictor(base_channels=8, hidden=16, n_inputs=4, input_size=8, chunk_graphs=3)
+    with torch.no_grad():
+        alone = torch.stack([p.features(g) for g in graphs])
+        together = p._feature_matrix(graphs)
+    assert together.shape == (len(graphs), p.n_features)
+    assert torch.allclose(together, alone, atol=1e-4)
+    assert not torch.allclose(together[0], together[1])  # different graphs, different features

@@ -14,7 +14,7 @@ from napbench.zoo._images import IMAGE_FILES, image_pool, natural_images
 from napbench.zoo.proxies import compute_proxies, graph_network, make_inputs
 
 
-def _refnets():  # noqa: ANN202 - tests/conversion/refnets.py, the reference networks shared with the conversion tests
+def _refnets():
     import importlib.util
     import sys
     from pathlib import Path
@@ -118,3 +118,20 @@ def test_cli_predict_zero_cost_on_a_keras_model(tmp_path, capsys) -> None:
     refnets.keras_residual().save(path)
     assert main(["predict", "zc:synflow", str(path), "--quiet"]) == 0
     assert np.isfinite(float(capsys.readouterr().out.strip().splitlines()[-1]))
+
+
+def test_auto_inputs_give_each_proxy_its_measured_source() -> None:
+    from napbench.zoo.proxies import AUTO_INPUTS, input_source
+
+    g = from_torch(refnets.torch_residual(), refnets.INPUT_SHAPE_CHW)
+    net, shape, classes = graph_network(g, seed=0)
+    names = ["naswot", "grad_norm"]
+    assert input_source("naswot", "auto") == AUTO_INPUTS["naswot"] == "images"
+    assert input_source("grad_norm", "auto") == "gaussian" and input_source("naswot", "gaussian") == "gaussian"
+    auto = compute_proxies(names, net, shape, classes, batch_size=8, inputs="auto")
+    assert auto["naswot"] == compute_proxies(["naswot"], net, shape, classes, batch_size=8, inputs="images")["naswot"]
+    assert auto["grad_norm"] == compute_proxies(["grad_norm"], net, shape, classes, batch_size=8)["grad_norm"]
+    assert auto["naswot"] != compute_proxies(["naswot"], net, shape, classes, batch_size=8)["naswot"]
+    assert get_predictor("zc:naswot").inputs == "auto"  # the zero-cost predictors' default
+    with pytest.raises(UnknownNameError, match="expected one of: auto, gaussian, images"):
+        compute_proxies(names, net, shape, classes, inputs="cifar10")
