@@ -61,3 +61,15 @@ def seeded_torch(seed: int) -> Iterator[None]:
     with _RNG_LOCK, torch.random.fork_rng():
         torch.manual_seed(seed)
         yield
+
+
+def reset_parameters(module: object) -> None:
+    """Re-initialise every submodule of a torch ``module`` from the current torch RNG (deterministic
+    under :func:`seeded_torch`). ``nn.MultiheadAttention`` names its initialiser
+    ``_reset_parameters``; it is reset too, so no weight keeps an unseeded construction-time draw."""
+    for m in module.modules():  # type: ignore[attr-defined]
+        if m is module:
+            continue
+        init = getattr(m, "reset_parameters", None) or getattr(m, "_reset_parameters", None)
+        if callable(init):
+            init()

@@ -59,8 +59,7 @@ class TrainParams:
 
     def for_predictor(self, predictor: str) -> TrainParams:
         """This section for ``predictor``: its ``options`` entry applied (unchanged when it has none)."""
-        opt = self.options.get(predictor)
-        return opt.apply(self, predictor) if opt is not None else dataclasses.replace(self, predictor=predictor)
+        return self.options.get(predictor, PredictorOptions()).apply(self, predictor)
 
 
 @dataclass(frozen=True)

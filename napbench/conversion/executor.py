@@ -55,6 +55,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from napbench._scoped import reset_parameters
 from napbench.conversion.graph import CompGraph, Node
 from napbench.errors import InvalidArgumentError, InvalidGraphError
 
@@ -753,9 +754,7 @@ def _check_shape(i: int, node: Node, y: Tensor) -> None:
 
 # -- initialisation --------------------------------------------------------------------------
 def _init_default(net: nn.Module) -> None:
-    for m in net.modules():
-        if m is not net and hasattr(m, "reset_parameters"):
-            m.reset_parameters()
+    reset_parameters(net)
 
 
 def _init_kaiming(net: nn.Module) -> None:

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from napbench._scoped import seeded_torch
+from napbench._scoped import reset_parameters, seeded_torch
 from napbench.errors import InvalidArgumentError, NumericalError
 from napbench.zoo._base import GraphsLike, Predictor, _is_dataset, check_graphs_labels, register_predictor, torch_threads, utc_now
 from napbench.zoo.features import NUM_FEATURES, NUM_OPS, PackedGraphs
@@ -102,9 +102,7 @@ class KGNN(Predictor):
     def reset_parameters(self, seed: int) -> None:
         """Fresh weights drawn under ``seeded_torch(seed)`` (global RNG state untouched, thread-safe)."""
         with seeded_torch(seed):
-            for m in self.modules():
-                if m is not self and hasattr(m, "reset_parameters"):
-                    m.reset_parameters()
+            reset_parameters(self)
 
     # -- training -----------------------------------------------------------------------
     def _train(self, packed: PackedGraphs, t: np.ndarray, *, epochs: int, lr: float, seed: int, progress: bool, desc: str) -> None:

@@ -49,6 +49,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from napbench._scoped import reset_parameters
 from napbench.conversion.vocab import OPS
 from napbench.errors import InvalidArgumentError
 from napbench.zoo._graphs import GraphsLike, check_graphs_labels, graph_family_of_each, graph_totals, is_dataset
@@ -485,17 +486,6 @@ class GennapePredictor(Predictor):
         self.centroids = torch.as_tensor(res.centroids, dtype=torch.float64)
         self.fuzz = torch.tensor(float(m), dtype=torch.float64)
         return res.u, {"clusters": c, "fuzziness": m, "fcm_iterations": res.iterations, "fcm_converged": res.converged}
-
-
-def reset_parameters(module: torch.nn.Module) -> None:
-    """Re-initialise every parameter of ``module`` from the current torch RNG (deterministic under
-    a seed). ``nn.MultiheadAttention`` names its initialiser ``_reset_parameters``; it is reset too."""
-    for m in module.modules():
-        if m is module:
-            continue
-        init = getattr(m, "reset_parameters", None) or getattr(m, "_reset_parameters", None)
-        if callable(init):
-            init()
 
 
 def standardise_by_group(x: np.ndarray, groups: Sequence[str], *, min_size: int,
