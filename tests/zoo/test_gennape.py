@@ -276,3 +276,18 @@ def test_zero_shot_members_enter_on_one_scale(ensemble, nb201) -> None:
             continue  # normal scores of ranks: unit spread by construction
         assert row.std() == pytest.approx(1.0, rel=1e-6), name  # one family: spread divided out exactly
     assert (ensemble.scales.numpy() > 0).all()
+
+
+def test_batched_comparator_agrees_with_pair_logits() -> None:
+    from napbench.zoo.gennape.heads import _BatchComparator, pair_logits
+
+    rng = np.random.default_rng(3)
+    x, u = rng.normal(size=(40, 6)), rng.dirichlet(np.ones(3), size=40)
+    torch.manual_seed(0)
+    model = ClusterMLP(3, 12, 16, 2)
+    a, b = rng.integers(0, 40, size=200), rng.integers(0, 40, size=200)
+    with torch.no_grad():
+        ref = pair_logits(model, torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(u, dtype=torch.float32),
+                          torch.as_tensor(a), torch.as_tensor(b)).numpy()
+    keep = np.abs(ref) > 1e-5  # float32 round-off may flip exact ties
+    assert (_BatchComparator(model, x, u).beats(a, b)[keep] == (ref > 0)[keep]).all()
