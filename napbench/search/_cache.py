@@ -1,7 +1,7 @@
 """Per-cell score caches that outlive a process (zero-cost proxies cost CPU; labels do not).
 
-Zero-cost predictors (``zc:*``) keep every proxy value per ``(family, arch, proxy,
-input_size, batch_size, seed)`` in their :class:`~napbench.zoo.baselines.ProxyCache`;
+Zero-cost predictors (``zc:*``) keep every proxy value per key (``PROXY_KEY_FIELDS``: family, arch,
+proxy, input size, batch size, seed, input source, network maker) in their :class:`~napbench.zoo.baselines.ProxyCache`;
 :func:`save_score_cache` writes those values to a Parquet file and :func:`load_score_cache`
 seeds a predictor's cache from one, so repeated searches (seeds, strategies, N) score each
 cell once. Predictors without such a cache are left alone.
@@ -17,12 +17,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from napbench._io import atomic_file
+from napbench.zoo.baselines import PROXY_KEY_FIELDS
 from napbench.errors import SchemaError
 
-SCHEMA = pa.schema([
-    ("family", pa.string()), ("arch", pa.string()), ("proxy", pa.string()), ("input_size", pa.int64()),
-    ("batch_size", pa.int64()), ("seed", pa.int64()), ("value", pa.float64()),
-])
+_KEY_TYPES = {"family": pa.string(), "arch": pa.string(), "proxy": pa.string(), "input_size": pa.int64(),
+              "batch_size": pa.int64(), "seed": pa.int64(), "inputs": pa.string(), "network": pa.string()}
+SCHEMA = pa.schema([*((f, _KEY_TYPES[f]) for f in PROXY_KEY_FIELDS), ("value", pa.float64())])
 
 
 def _values(predictor: Any) -> dict[tuple[Any, ...], float | None] | None:
@@ -33,7 +33,7 @@ def _values(predictor: Any) -> dict[tuple[Any, ...], float | None] | None:
 
 def _is_cache_file(path: Path) -> bool:
     try:
-        return set(SCHEMA.names) <= set(pq.read_schema(path).names)
+        return {"family", "arch", "proxy", "value"} <= set(pq.read_schema(path).names)
     except Exception:  # noqa: BLE001 - unreadable: not ours
         return False
 
@@ -46,10 +46,14 @@ def load_score_cache(predictor: Any, path: str | os.PathLike[str]) -> int:
         return 0
     if not _is_cache_file(p):
         raise SchemaError(f"{str(p)!r} is not a napbench score cache; expected a Parquet file with columns {SCHEMA.names}")
+    missing = sorted(set(SCHEMA.names) - set(pq.read_schema(p).names))
+    if missing:
+        raise SchemaError(f"score cache {str(p)!r} lacks columns {missing} (written by an older napbench); "
+                          f"expected columns {SCHEMA.names}: delete it to recompute")
     t = pq.read_table(p, columns=SCHEMA.names).to_pylist()
     n = 0
     for r in t:
-        key = (r["family"], r["arch"], r["proxy"], r["input_size"], r["batch_size"], r["seed"])
+        key = tuple(r[f] for f in PROXY_KEY_FIELDS)
         if key not in values:
             values[key] = r["value"]
             n += 1

@@ -60,6 +60,9 @@ from napbench.zoo._base import (
 )
 
 VOTE = "vote"
+#: the fields of a proxy cache key, in order (:meth:`ZeroCostPredictor._key`; score-cache columns)
+PROXY_KEY_FIELDS = ("family", "arch", "proxy", "input_size", "batch_size", "seed", "inputs", "network")
+
 #: how a zero-cost predictor gets each network (see the module docstring)
 NETWORKS = ("auto", "builder", "executor")
 #: cache-key family of graphs run through the executor (keyed by canonical hash)
@@ -219,6 +222,7 @@ class ZeroCostPredictor(LinearScorePredictor):
         return list_proxies() if self.proxy == VOTE else [self.proxy]
 
     def _key(self, family: str, arch: str, proxy: str) -> tuple[Any, ...]:
+        """The cache key of one value, fields in ``PROXY_KEY_FIELDS`` order."""
         from napbench.zoo.proxies import input_source
 
         return (family, arch, proxy, self.input_size, self.batch_size, self.seed, input_source(proxy, self.inputs), self.network)

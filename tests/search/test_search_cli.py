@@ -55,8 +55,8 @@ def test_search_cli_errors(small_root, capsys, argv: list[str], expect: str) -> 
 
 def test_score_cache_round_trip(tmp_path) -> None:
     p = get_predictor("zc:synflow")
-    p.cache.values[("nb201", "a", "synflow", None, 64, 0)] = 1.5
-    p.cache.values[("nb201", "b", "synflow", None, 64, 0)] = None  # undefined proxy
+    p.cache.values[p._key("nb201", "a", "synflow")] = 1.5  # the key the predictor itself uses
+    p.cache.values[p._key("nb201", "b", "synflow")] = None  # undefined proxy
     path = tmp_path / "cache.parquet"
     assert save_score_cache(p, path) == 2
     q = get_predictor("zc:synflow")
