@@ -609,7 +609,8 @@ register_op("global_maxpool")(_GlobalMax)
 
 class _Slice(_Op):
     """The leading elements (the CG records the shape, not the offsets): of every axis when the
-    output fits in the input axis by axis; else (a head or a q/k/v part of a fused projection,
+    output fits in the input axis by axis (a map's spatial axis that keeps more than half drops its
+    trailing elements instead, so the crop is right at any input size); else (a head or a q/k/v part of a fused projection,
     its groups folded into the positions) the leading rows of the input read as rows of the
     output's axis 0."""
 
@@ -620,7 +621,11 @@ class _Slice(_Op):
         n_in, n_out = math.prod(shp_in), math.prod(shp_out)
         self.rows = 0
         if len(ends) == len(shp_in) and all(e <= n for e, n in zip(ends, shp_in)):
-            self.index = (slice(None), *(slice(0, e) for e in _rshape(ends)))
+            # spatial axes of a map that lose a few trailing elements (the crop after a pad, as in a
+            # factorised reduction) lose as many at any input size; every other axis keeps its leading ends
+            crop = [len(shp_in) >= 3 and 0 < a < len(shp_out) and e > n - e for a, (e, n) in enumerate(zip(ends, shp_in))]
+            spec = [slice(0, e - n) if c and e < n else slice(0, e) for c, e, n in zip(crop, ends, shp_in)]
+            self.index = (slice(None), *_rshape(spec))
             self.flat_out = len(shp_out) < len(shp_in)
         elif n_out <= n_in and n_in % shp_out[0] == 0:
             self.rows = n_out // shp_out[0]

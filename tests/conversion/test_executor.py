@@ -353,3 +353,25 @@ def test_executor_networks_trace_with_torch_fx_for_overflow_safe_synflow() -> No
             t.abs_()
     logged = _synflow_log_scaled(absnet, torch.ones(1, *refnets.INPUT_SHAPE_CHW, dtype=torch.float64))
     assert logged == pytest.approx(direct, rel=1e-9)
+
+
+class _FactorisedReduce(nn.Module):
+    """DARTS' factorised reduction: two stride-2 1x1 convs, one on the map shifted by a pad-then-crop."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = nn.Conv2d(4, 4, 1, stride=2), nn.Conv2d(4, 4, 1, stride=2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = nn.functional.pad(x, (0, 1, 0, 1))[:, :, 1:, 1:]
+        return torch.cat([self.a(x), self.b(y)], dim=1)
+
+
+@pytest.mark.parametrize("side", [16, 10, 8])
+def test_a_crop_after_a_pad_runs_at_other_input_sizes(side: int) -> None:
+    m = _FactorisedReduce()
+    g = from_torch(m, (4, 32, 32))
+    net = to_torch(g, seed=0)
+    assert net(torch.randn(2, 4, 32, 32)).shape == (2, 8, 16, 16)
+    # the crop drops the padded trailing row and column at any size, so both branches agree again
+    assert net(torch.randn(2, 4, side, side)).shape == m(torch.randn(2, 4, side, side)).shape
