@@ -609,10 +609,14 @@ register_op("global_maxpool")(_GlobalMax)
 
 class _Slice(_Op):
     """The leading elements (the CG records the shape, not the offsets): of every axis when the
-    output fits in the input axis by axis (a map's spatial axis that keeps more than half drops its
-    trailing elements instead, so the crop is right at any input size); else (a head or a q/k/v part of a fused projection,
+    output fits in the input axis by axis; else (a head or a q/k/v part of a fused projection,
     its groups folded into the positions) the leading rows of the input read as rows of the
-    output's axis 0."""
+    output's axis 0.
+
+    A map's spatial axes scale with the input size: run at another size than recorded, an axis
+    that kept more than half of its elements drops as many trailing ones (the crop after a pad,
+    as in a factorised reduction), and one that kept at most half keeps the same fraction
+    (rounded up), so that branches still agree. At the recorded size nothing changes."""
 
     def __init__(self, node: Node) -> None:
         super().__init__(node)
@@ -620,22 +624,30 @@ class _Slice(_Op):
         ends = shp_out + (1,) * (len(shp_in) - len(shp_out))
         n_in, n_out = math.prod(shp_in), math.prod(shp_out)
         self.rows = 0
+        self.spatial: list[tuple[int, int, int]] = []  # (tensor axis, kept, recorded length)
         if len(ends) == len(shp_in) and all(e <= n for e, n in zip(ends, shp_in)):
-            # spatial axes of a map that lose a few trailing elements (the crop after a pad, as in a
-            # factorised reduction) lose as many at any input size; every other axis keeps its leading ends
-            crop = [len(shp_in) >= 3 and 0 < a < len(shp_out) and e > n - e for a, (e, n) in enumerate(zip(ends, shp_in))]
-            spec = [slice(0, e - n) if c and e < n else slice(0, e) for c, e, n in zip(crop, ends, shp_in)]
-            self.index = (slice(None), *_rshape(spec))
+            self.index = (slice(None), *(slice(0, e) for e in _rshape(ends)))
             self.flat_out = len(shp_out) < len(shp_in)
+            if len(shp_in) >= 3:
+                self.spatial = [(a + 1, e, n) for a, (e, n) in enumerate(zip(ends, shp_in)) if 0 < a < len(shp_out) and e < n]
         elif n_out <= n_in and n_in % shp_out[0] == 0:
             self.rows = n_out // shp_out[0]
         else:
             raise InvalidGraphError(f"slice {node.name!r}: output {shp_out} does not fit in input {shp_in}")
 
+    def _index(self, x: Tensor) -> tuple[slice, ...]:
+        if all(x.shape[a] == n for a, _, n in self.spatial):
+            return self.index
+        index = list(self.index)
+        for a, e, n in self.spatial:
+            size = int(x.shape[a])
+            index[a] = slice(0, size - (n - e)) if e > n - e else slice(0, max(1, -(-size * e // n)))
+        return tuple(index)
+
     def forward(self, x: Tensor) -> Tensor:
         if self.rows:
             return _unlast(_tokens(x, self.in_shapes[0], self.out_shape[0])[:, : self.rows], self.out_shape)
-        y = x[self.index]
+        y = x[self._index(x) if self.spatial else self.index]
         return y.flatten(1) if self.flat_out else y
 
 

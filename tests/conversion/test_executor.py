@@ -375,3 +375,22 @@ def test_a_crop_after_a_pad_runs_at_other_input_sizes(side: int) -> None:
     assert net(torch.randn(2, 4, 32, 32)).shape == (2, 8, 16, 16)
     # the crop drops the padded trailing row and column at any size, so both branches agree again
     assert net(torch.randn(2, 4, side, side)).shape == m(torch.randn(2, 4, side, side)).shape
+
+
+class _HalfSlice(nn.Module):
+    """A branch that keeps the leading half of each spatial axis, added to a stride-2 conv's output."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(4, 4, 1, stride=2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x) + x[:, :, :16, :16]
+
+
+@pytest.mark.parametrize("side", [16, 8])
+def test_a_leading_half_slice_keeps_half_at_other_input_sizes(side: int) -> None:
+    g = from_torch(_HalfSlice(), (4, 32, 32))
+    net = to_torch(g, seed=0)
+    assert net(torch.randn(2, 4, 32, 32)).shape == (2, 4, 16, 16)
+    assert net(torch.randn(2, 4, side, side)).shape == (2, 4, side // 2, side // 2)
