@@ -17,8 +17,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from napbench._io import atomic_file
-from napbench.zoo.baselines import PROXY_KEY_FIELDS
 from napbench.errors import SchemaError
+from napbench.zoo.baselines import PROXY_KEY_FIELDS
 
 _KEY_TYPES = {"family": pa.string(), "arch": pa.string(), "proxy": pa.string(), "input_size": pa.int64(),
               "batch_size": pa.int64(), "seed": pa.int64(), "inputs": pa.string(), "network": pa.string()}

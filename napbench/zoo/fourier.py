@@ -26,7 +26,8 @@ and MLP) is trained end to end with a differentiable Spearman loss: ``1 - pearso
 score), rank(y))``, with :func:`soft_rank` the pairwise-sigmoid soft rank, which equals the
 ordinal rank as ``temperature -> 0``. A monotone least-squares map of the score to the label
 is refitted at the end of ``fit`` / ``fine_tune`` (so MAE is meaningful; rankings are the
-score's).
+score's). Every training batch holds graphs of one family (:func:`family_batches`): the loss
+ranks architectures within a family, never one family's labels against another's scale.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from torch import Tensor, nn
 from napbench.conversion.graph import CompGraph
 from napbench.errors import InvalidArgumentError, NumericalError
 from napbench.zoo._base import GraphsLike, Predictor, check_graphs_labels, register_predictor, torch_threads, utc_now
+from napbench.zoo._graphs import graph_family_of_each
 
 __all__ = ["FourierPredictor", "fit_spectrum", "soft_rank", "spearman_loss", "symlog", "unitise"]
 
@@ -456,11 +458,7 @@ class FourierPredictor(Predictor):
         t0 = time.perf_counter()
         self.train()
         for _ in tqdm(range(epochs), desc="fourier", unit="epoch", disable=not progress):
-            perm = rng.permutation(len(graphs))
-            for b in range(0, len(perm), self.batch_graphs):
-                rows = perm[b : b + self.batch_graphs]
-                if len(rows) < 3:
-                    continue
+            for rows in family_batches(graph_family_of_each(graphs), self.batch_graphs, rng):
                 loss = spearman_loss(self._scores(self._feature_matrix([graphs[i] for i in rows])), yt[rows], self.temperature)
                 opt.zero_grad()
                 loss.backward()
@@ -530,6 +528,18 @@ class FourierPredictor(Predictor):
     def predict(self, graphs: GraphsLike, *, progress: bool = False) -> np.ndarray:
         a, b = (float(v) for v in self.coef)
         return a * self.score(graphs, progress=progress) + b
+
+
+def family_batches(families: list[str], size: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """Shuffled batches of at most ``size`` rows, each from one family (a rank loss compares
+    architectures within a family: labels of different families are on different scales), in
+    shuffled order; batches of fewer than 3 rows are left out."""
+    fams = np.asarray(families, dtype=object)
+    batches = []
+    for f in dict.fromkeys(families):
+        rows = rng.permutation(np.flatnonzero(fams == f))
+        batches += [rows[b : b + size] for b in range(0, len(rows), size) if len(rows[b : b + size]) >= 3]
+    return [batches[i] for i in rng.permutation(len(batches))]
 
 
 def _graph_list(graphs: GraphsLike) -> list[CompGraph]:

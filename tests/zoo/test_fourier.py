@@ -123,3 +123,14 @@ def test_graphs_propagated_together_give_the_features_of_each_alone() -> None:
     assert together.shape == (len(graphs), p.n_features)
     assert torch.allclose(together, alone, atol=1e-4)
     assert not torch.allclose(together[0], together[1])  # different graphs, different features
+
+
+def test_training_batches_hold_one_family_each() -> None:
+    from napbench.zoo.fourier import family_batches
+
+    fams = ["a"] * 70 + ["b"] * 9 + ["c"] * 2
+    batches = family_batches(fams, 32, np.random.default_rng(0))
+    assert all(len({fams[i] for i in b}) == 1 for b in batches)
+    rows = np.concatenate(batches)
+    assert sorted(rows.tolist()) == list(range(79))  # family c (2 rows) cannot be ranked: left out
+    assert sorted(len(b) for b in batches) == [6, 9, 32, 32]
