@@ -11,6 +11,13 @@ which is the only way to learn anything about a candidate:
   (``ctx.refit()``), so ``n_predictor_calls`` is the number of distinct (row, predictor
   state) pairs scored.
 
+A predictor whose outputs are relative to the graphs scored together (``population_relative``,
+e.g. GENNAPE) is first **calibrated** (``ctx.calibrate(n)``, :meth:`Predictor.calibrate`): it
+freezes its population statistics from ``n`` seeded random rows of the space (no label read;
+``n`` predictor calls counted), so that a strategy's small screening calls score every
+candidate on one scale (``calibration=None`` in :func:`search`: ``CALIBRATION_SIZE`` rows for
+such predictors, none for pointwise ones). A refit that fits from scratch calibrates again.
+
 Both budgets are hard: a request that would exceed one raises :class:`BudgetExhausted`
 *before* any work (strategies size their requests with ``ctx.queries_left`` /
 ``ctx.predictions_left``; the runner stops a strategy that runs into a budget).
@@ -35,6 +42,10 @@ import numpy as np
 
 from napbench.errors import InvalidArgumentError, NapbenchError, UnknownNameError
 from napbench.search._space import SearchSpace
+
+
+#: rows a population-relative predictor is calibrated on when :func:`search` is not told (``calibration=None``)
+CALIBRATION_SIZE = 1000
 
 
 class BudgetExhausted(NapbenchError):
@@ -111,6 +122,7 @@ class SearchContext:
         self.queried: dict[int, float] = {}
         self.n_predictor_calls = 0
         self.n_refits = 0
+        self.calibration_rows: np.ndarray | None = None
         self._pred: dict[int, float] = {}
         self._cost: dict[int, float] = {}
         self.n_cost_calls = 0
@@ -175,6 +187,23 @@ class SearchContext:
             self._pred.update(zip(new, out.tolist()))
         return np.array([self._pred[int(r)] for r in rows], dtype=np.float64)
 
+    def calibrate(self, n: int) -> int:
+        """Calibrate the predictor on ``n`` seeded random rows (label-free; ``n`` predictor calls); returns n.
+
+        The rows come from their own seeded stream, so the strategy's random draws do not move.
+        """
+        if self.predictor is None:
+            raise InvalidArgumentError("this search has no predictor to calibrate; expected predictor=...")
+        n = int(min(n, len(self.space)))
+        if n > self.predictions_left:
+            raise BudgetExhausted(f"calibration on {n} rows asked with {self.predictions_left} of {self.budget.predictor_calls} predictor calls left")
+        rows = np.sort(np.random.default_rng((self.seed, 31)).choice(len(self.space), size=n, replace=False))
+        self.predictor.calibrate(self.space.graphs_for(rows), seed=self.seed)
+        self.n_predictor_calls += n
+        self.calibration_rows = rows
+        self._pred.clear()
+        return n
+
     def predicted(self, row: int) -> float | None:
         """The memoised prediction of ``row`` (None when never scored under this predictor state)."""
         return self._pred.get(int(row))
@@ -191,6 +220,8 @@ class SearchContext:
         graphs = self.space.graphs_for(rows)
         if self.refit_mode == "fit":
             self.predictor.fit(graphs, y, seed=self.seed, progress=False)
+            if self.calibration_rows is not None and self.calibration_rows.size <= self.predictions_left:
+                self.calibrate(self.calibration_rows.size)  # fit dropped the statistics with the model they were taken on
         else:
             self.predictor.fine_tune(graphs, y, seed=self.seed, progress=False)
         self._pred.clear()
@@ -359,8 +390,13 @@ def search(
     seed: int = 0,
     refit: str | None = None,
     options: dict[str, Any] | None = None,
+    calibration: int | None = None,
 ) -> SearchResult:
-    """Run one search and return its :class:`SearchResult` (the trajectory is a polars frame)."""
+    """Run one search and return its :class:`SearchResult` (the trajectory is a polars frame).
+
+    ``calibration``: rows the predictor is calibrated on before the strategy runs (counted as
+    predictor calls); None: ``CALIBRATION_SIZE`` for a ``population_relative`` predictor, else 0.
+    """
     import polars as pl
 
     strat = get_strategy(strategy, **(options or {})) if isinstance(strategy, str) else strategy
@@ -368,7 +404,13 @@ def search(
         raise InvalidArgumentError(f"strategy {strat.name!r} needs a predictor; expected predictor=... (see napbench.zoo.list_predictors())")
     budget = budget or Budget()
     ctx = SearchContext(space, budget=budget, predictor=predictor, constraint=constraint, seed=seed, refit=refit)
+    if calibration is None:
+        calibration = CALIBRATION_SIZE if getattr(predictor, "population_relative", False) else 0
+    if not isinstance(calibration, (int, np.integer)) or isinstance(calibration, bool) or calibration < 0:
+        raise InvalidArgumentError(f"calibration is {calibration!r}; expected a non-negative int or None")
     t0 = time.perf_counter()
+    if calibration and predictor is not None:
+        ctx.calibrate(int(calibration))
     try:
         strat.search(ctx)
     except BudgetExhausted:
@@ -390,6 +432,7 @@ def search(
     cfg: dict[str, Any] = {
         "strategy": strat.name, "options": strat.config(), "budget": {"queries": budget.queries, "predictor_calls": budget.predictor_calls},
         "predictor": getattr(predictor, "predictor_name", None) if predictor is not None else None, "refit": refit,
+        "calibration": 0 if ctx.calibration_rows is None else int(ctx.calibration_rows.size),
     }
     if constraint is not None:
         cfg["constraint"] = {"column": constraint.column, "limit": constraint.limit, "mode": constraint.mode, "source": constraint.source}

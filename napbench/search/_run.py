@@ -64,6 +64,7 @@ def run(
     space: SearchSpace | None = None,
     out: str | os.PathLike[str] | None = None,
     score_cache: str | os.PathLike[str] | None = None,
+    calibration: int | None = None,
     root: str | None = None,
     mirror: str | None = None,
 ) -> list[SearchResult]:
@@ -75,6 +76,8 @@ def run(
     device at most the limit, estimated by a ``latency`` predictor fitted on
     ``latency_train`` random cells (``latency_source="table"``: the true column).
     ``score_cache``: a Parquet file of proxy values read before and written after.
+    ``calibration``: rows a population-relative predictor is calibrated on per seed (see
+    :func:`~napbench.search.search`; None: the default size for such predictors, 0: none).
     """
     get_strategy(strategy, **dict(options or {}))  # fail fast on bad names/options
     if not seeds:
@@ -103,7 +106,7 @@ def run(
                 constraint = Constraint(col, float(latency_limit), mode=constraint_mode, predictor=cost_pred, source=latency_source)
             pred = base.clone() if (refit and base is not None and hasattr(base, "clone")) else base
             results.append(search(strategy, space, budget=budget, predictor=pred, constraint=constraint, seed=int(seed),
-                                  refit=refit, options=dict(options or {})))
+                                  refit=refit, options=dict(options or {}), calibration=calibration))
     finally:
         if score_cache is not None and base is not None:
             from napbench.search._cache import save_score_cache

@@ -136,3 +136,53 @@ def test_mutation_neighbours_differ_in_one_element(toy_space) -> None:
         for n in nb:
             assert sum(x != y for x, y in zip(a, toy_space.archs[int(n)].split("-"))) == 1
         assert toy_space.mutate(row, rng) in set(nb.tolist())
+
+
+class RelativePredictor(CountingPredictor):
+    """FLOPs z-scored over the graphs of each call (population-relative, as GENNAPE's features)
+    until :meth:`calibrate` freezes the mean and spread from a sample."""
+
+    population_relative = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.frozen: tuple[float, float] | None = None
+        self.calibrated_on: list[str] = []
+
+    def calibrate(self, graphs, *, seed: int = 0):
+        self.calibrated_on = [g.meta["arch"] for g in graphs]
+        f = np.log(self.inner.predict(graphs))
+        self.frozen = (float(f.mean()), float(f.std()))
+        return self
+
+    def predict(self, graphs, *, progress: bool = False) -> np.ndarray:
+        f = np.log(super().predict(graphs))
+        mu, sd = self.frozen or (float(f.mean()), float(f.std()) or 1.0)
+        return (f - mu) / sd
+
+
+def test_a_population_relative_predictor_is_calibrated_first_and_counted(toy_space) -> None:
+    p = RelativePredictor()
+    r = search("guided", toy_space, predictor=p, budget=Budget(queries=3, predictor_calls=20), seed=4,
+               calibration=10, options={"n_initial": 4, "parents": 2, "children": 3})
+    assert len(p.calibrated_on) == len(set(p.calibrated_on)) == 10 and p.frozen is not None
+    assert r.config["calibration"] == 10
+    assert r.n_predictor_calls == 20 == 10 + len(set(p.seen[: r.n_predictor_calls - 10]))
+    # same seed, same calibration sample; another seed, another sample
+    q = RelativePredictor()
+    search("guided", toy_space, predictor=q, budget=Budget(queries=3, predictor_calls=20), seed=4, calibration=10,
+           options={"n_initial": 4, "parents": 2, "children": 3})
+    assert q.calibrated_on == p.calibrated_on
+    o = RelativePredictor()
+    search("guided", toy_space, predictor=o, budget=Budget(queries=3, predictor_calls=20), seed=5, calibration=10,
+           options={"n_initial": 4, "parents": 2, "children": 3})
+    assert o.calibrated_on != p.calibrated_on
+    # by default: the whole (small) space for a population-relative predictor, nothing for a pointwise one
+    d = RelativePredictor()
+    assert search("naswot", toy_space, predictor=d, budget=Budget(queries=0), options={"n_candidates": 5}).config["calibration"] == 27
+    assert search("naswot", toy_space, predictor=CountingPredictor(), budget=Budget(queries=0),
+                  options={"n_candidates": 5}).config["calibration"] == 0
+    with pytest.raises(BudgetExhausted, match="calibration on 27 rows"):
+        search("naswot", toy_space, predictor=RelativePredictor(), budget=Budget(queries=0, predictor_calls=20))
+    with pytest.raises(InvalidArgumentError, match="calibration is -1"):
+        search("naswot", toy_space, predictor=RelativePredictor(), calibration=-1)
