@@ -43,7 +43,6 @@ import numpy as np
 from napbench.errors import InvalidArgumentError, NapbenchError, UnknownNameError
 from napbench.search._space import SearchSpace
 
-
 #: rows a population-relative predictor is calibrated on when :func:`search` is not told (``calibration=None``)
 CALIBRATION_SIZE = 1000
 
