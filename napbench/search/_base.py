@@ -75,6 +75,9 @@ class Constraint:
     ``measure_queried``: a candidate that was trained (queried) also has its cost measured
     (the table's value), so the answer -- the best queried -- is judged on its real cost and
     the predictor only screens candidates not trained yet.
+    ``margin``: a candidate judged by the *estimate* (not trained yet) must keep it at most
+    ``limit * (1 - margin)``, so that the estimate's error near the limit wastes fewer queries
+    on truly infeasible candidates; measured costs are judged against ``limit`` itself.
     """
 
     column: str
@@ -84,6 +87,7 @@ class Constraint:
     predictor: Any = None
     source: str = "predictor"
     measure_queried: bool = True
+    margin: float = 0.0
 
     def __post_init__(self) -> None:
         if self.mode not in ("hard", "penalty"):
@@ -94,6 +98,8 @@ class Constraint:
             raise InvalidArgumentError("constraint source 'predictor' needs a fitted cost predictor; expected predictor=...")
         if not (isinstance(self.limit, (int, float)) and math.isfinite(self.limit) and self.limit > 0):
             raise InvalidArgumentError(f"constraint limit {self.limit!r}; expected a positive finite number")
+        if not (isinstance(self.margin, (int, float)) and 0.0 <= self.margin < 1.0):
+            raise InvalidArgumentError(f"constraint margin {self.margin!r}; expected 0 <= margin < 1")
 
 
 class SearchContext:
@@ -261,11 +267,24 @@ class SearchContext:
         if c is None:
             return v
         cost = self.cost(rows)
+        limit = self.limits(rows)
         if c.mode == "hard":
-            v[cost > c.limit] = -np.inf
+            v[cost > limit] = -np.inf
         else:
-            v -= c.weight * np.maximum(0.0, cost / c.limit - 1.0)
+            v -= c.weight * np.maximum(0.0, cost / limit - 1.0)
         return v
+
+    def limits(self, rows: Sequence[int] | np.ndarray) -> np.ndarray:
+        """The limit each row's cost is held to: ``limit`` when measured, ``limit * (1 - margin)`` when estimated."""
+        rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+        c = self.constraint
+        assert c is not None
+        out = np.full(rows.size, float(c.limit))
+        if c.margin and c.source == "predictor":
+            measured = np.array([c.measure_queried and int(r) in self.queried and c.column in self.space.columns for r in rows],
+                                dtype=bool)
+            out[~measured] *= 1.0 - c.margin
+        return out
 
     def best_queried(self) -> int:
         """The queried row with the best objective (ties: first queried)."""
