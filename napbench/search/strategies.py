@@ -45,10 +45,11 @@ def _fresh_child(ctx: SearchContext, parent: int, seen: set[int] | dict[int, flo
 
 def _screened_child(ctx: SearchContext, parent: int, seen: set[int] | dict[int, float], tries: int = 20) -> int | None:
     """Under a constraint: the first of up to ``tries`` fresh children whose estimated cost keeps the
-    constraint (:meth:`SearchContext.objective` of a zero score not lowered), else the first child."""
+    constraint (:meth:`SearchContext.objective` of a zero score not lowered); failing that, the first
+    of ``tries`` random unseen rows that keeps it; else the first child."""
     first = None
-    for _ in range(tries if ctx.constraint is not None else 1):
-        child = _fresh_child(ctx, parent, seen)
+    for k in range(2 * tries if ctx.constraint is not None else 1):
+        child = _fresh_child(ctx, parent, seen) if k < tries else _fresh_child(ctx, parent, seen, tries=0)
         if child is None or ctx.constraint is None or ctx.objective([child], [0.0])[0] >= 0.0:
             return child
         first = child if first is None else first

@@ -186,3 +186,33 @@ def test_a_population_relative_predictor_is_calibrated_first_and_counted(toy_spa
         search("naswot", toy_space, predictor=RelativePredictor(), budget=Budget(queries=0, predictor_calls=20))
     with pytest.raises(InvalidArgumentError, match="calibration is -1"):
         search("naswot", toy_space, predictor=RelativePredictor(), calibration=-1)
+
+
+def test_margin_holds_estimates_below_the_limit_and_measurements_to_it(toy_space) -> None:
+    lat = toy_space.column("latency")
+    lp = get_predictor("latency", alpha=1e-6).fit(toy_space.graphs_for(range(27)), lat)
+    est = lp.predict(toy_space.graphs_for(range(27)))
+    limit = float(np.quantile(lat, 0.5))
+    c = Constraint("latency", limit, predictor=lp, margin=0.2)
+    ctx = SearchContext(toy_space, budget=Budget(queries=27), constraint=c)
+    band = [r for r in range(27) if limit * 0.8 < lat[r] <= limit and limit * 0.8 < est[r] <= limit]
+    assert band, "the table has cells between limit * (1 - margin) and limit"
+    r = band[0]
+    assert ctx.objective([r], [1.0])[0] == -np.inf  # estimated: held to limit * 0.8
+    ctx.query(r)
+    assert ctx.objective([r], [1.0])[0] == 1.0  # measured: held to the limit itself
+    np.testing.assert_allclose(ctx.limits([r, (r + 1) % 27]), [limit, limit * 0.8] if (r + 1) % 27 not in ctx.queried else limit)
+    with pytest.raises(InvalidArgumentError, match="margin"):
+        Constraint("latency", limit, predictor=lp, margin=1.0)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_constrained_evolution_trains_children_that_keep_the_constraint(toy_space, seed: int) -> None:
+    lat = toy_space.column("latency")
+    limit = float(np.quantile(lat, 0.6))
+    c = Constraint("latency", limit, source="table")
+    r = search("rea", toy_space, budget=Budget(queries=14), constraint=c, seed=seed, options={"population": 4, "sample": 2})
+    rows = r.trajectory["row"].to_numpy()
+    children = rows[4:]  # after the random initial population, every child is screened by its (here exact) cost
+    assert (lat[children] <= limit).all()
+    assert r.cost_true <= limit
