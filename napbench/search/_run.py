@@ -61,6 +61,7 @@ def run(
     constraint_mode: str = "hard",
     latency_source: str = "predictor",
     latency_train: int = 300,
+    latency_margin: float = 0.0,
     space: SearchSpace | None = None,
     out: str | os.PathLike[str] | None = None,
     score_cache: str | os.PathLike[str] | None = None,
@@ -74,7 +75,8 @@ def run(
     instance serves every seed (so proxy caches are shared), but with ``refit`` each seed
     gets a fresh clone. ``device`` + ``latency_limit``: keep HW-NAS-Bench latency on that
     device at most the limit, estimated by a ``latency`` predictor fitted on
-    ``latency_train`` random cells (``latency_source="table"``: the true column).
+    ``latency_train`` random cells (``latency_source="table"``: the true column); an estimate
+    must stay below ``latency_limit * (1 - latency_margin)``, a measured (trained) cell's latency below the limit.
     ``score_cache``: a Parquet file of proxy values read before and written after.
     ``calibration``: rows a population-relative predictor is calibrated on per seed (see
     :func:`~napbench.search.search`; None: the default size for such predictors, 0: none).
@@ -103,7 +105,8 @@ def run(
                 cost_pred = None
                 if latency_source == "predictor":
                     cost_pred, _ = fit_cost_predictor(space, col, n_train=latency_train, seed=seed)
-                constraint = Constraint(col, float(latency_limit), mode=constraint_mode, predictor=cost_pred, source=latency_source)
+                constraint = Constraint(col, float(latency_limit), mode=constraint_mode, predictor=cost_pred, source=latency_source,
+                                        margin=float(latency_margin))
             pred = base.clone() if (refit and base is not None and hasattr(base, "clone")) else base
             results.append(search(strategy, space, budget=budget, predictor=pred, constraint=constraint, seed=int(seed),
                                   refit=refit, options=dict(options or {}), calibration=calibration))
