@@ -174,8 +174,9 @@ def latency_section(seeds: list[int], args: argparse.Namespace, out: Path) -> di
         _, opt = space.constrained_optimum(c, tau)
         rs = []
         for s in seeds:
-            p, _ = fit_cost_predictor(space, c, n_train=300, seed=s)
-            con = Constraint(c, tau, mode="hard", predictor=p, margin=args.latency_margin)
+            p, trows = fit_cost_predictor(space, c, n_train=300, seed=s)
+            con = Constraint(c, tau, mode="hard", predictor=p, margin=args.latency_margin, refit_every=args.latency_refit_every,
+                             train_rows=tuple(int(r) for r in trows))
             acc = resolve_predictor(args.constrained_predictor) if get_strategy(args.constrained_strategy).needs_predictor else None
             rs.append(search(args.constrained_strategy, space, budget=Budget(150, args.constrained_calls), predictor=acc,
                              constraint=con, seed=s))
@@ -202,6 +203,7 @@ def main() -> None:
     ap.add_argument("--constrained-strategy", default="rea")
     ap.add_argument("--constrained-predictor", default="flops", help="accuracy predictor of a constrained strategy that needs one")
     ap.add_argument("--constrained-calls", type=int, default=None, help="predictor-call budget of the constrained search")
+    ap.add_argument("--latency-refit-every", type=int, default=0, help="refit the latency predictor on measured queries every N")
     ap.add_argument("--latency-margin", type=float, default=0.0, help="estimated latency held to tau * (1 - margin)")
     ap.add_argument("--skip-latency", action="store_true")
     ap.add_argument("--only-proxy", action="store_true", help="only the zero-cost proxy rows")

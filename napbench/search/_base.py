@@ -78,6 +78,9 @@ class Constraint:
     ``margin``: a candidate judged by the *estimate* (not trained yet) must keep it at most
     ``limit * (1 - margin)``, so that the estimate's error near the limit wastes fewer queries
     on truly infeasible candidates; measured costs are judged against ``limit`` itself.
+    ``refit_every``: every that many queries the cost predictor is refitted on its training
+    rows (``train_rows``) plus every trained candidate's measured cost, so that it learns the
+    region the search is in (0: never).
     """
 
     column: str
@@ -88,6 +91,8 @@ class Constraint:
     source: str = "predictor"
     measure_queried: bool = True
     margin: float = 0.0
+    refit_every: int = 0
+    train_rows: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         if self.mode not in ("hard", "penalty"):
@@ -100,6 +105,8 @@ class Constraint:
             raise InvalidArgumentError(f"constraint limit {self.limit!r}; expected a positive finite number")
         if not (isinstance(self.margin, (int, float)) and 0.0 <= self.margin < 1.0):
             raise InvalidArgumentError(f"constraint margin {self.margin!r}; expected 0 <= margin < 1")
+        if not isinstance(self.refit_every, int) or self.refit_every < 0:
+            raise InvalidArgumentError(f"constraint refit_every {self.refit_every!r}; expected an int >= 0")
 
 
 class SearchContext:
@@ -171,7 +178,22 @@ class SearchContext:
             "row": row, "value": y, "best_row": best, "best_true": float(self.space.labels[best]),
             "seconds": time.perf_counter() - self._t0,
         })
+        c = self.constraint
+        if c is not None and c.refit_every and c.predictor is not None and self.n_queries % c.refit_every == 0:
+            self.refit_cost()
         return y
+
+    def refit_cost(self) -> None:
+        """Refit the cost predictor on its training rows plus every queried row's measured cost; forgets its estimates."""
+        c = self.constraint
+        if c is None or c.predictor is None or c.column not in self.space.columns:
+            return
+        true = self.space.column(c.column)
+        rows = np.array(sorted({*map(int, c.train_rows), *self.queried}), dtype=np.int64)
+        rows = rows[~np.isnan(true[rows])]
+        if rows.size >= 2:
+            c.predictor.fit(self.space.graphs_for(rows), true[rows], seed=self.seed, progress=False)
+            self._cost.clear()
 
     # -- predictions --------------------------------------------------------------------
     def predict(self, rows: Sequence[int] | np.ndarray) -> np.ndarray:

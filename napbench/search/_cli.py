@@ -57,7 +57,8 @@ def cmd_search(args: argparse.Namespace) -> int:
         predictor_kwargs=dict(args.predictor_arg or []), queries=args.queries, predictor_calls=args.predictor_calls,
         seeds=args.seeds, options=dict(args.option or []), refit=args.refit, device=args.device,
         latency_limit=args.latency_limit, constraint_mode=args.constraint_mode, latency_source=args.latency_source,
-        latency_train=args.latency_train, latency_margin=args.latency_margin, out=args.out, score_cache=args.score_cache, calibration=args.calibrate,
+        latency_train=args.latency_train, latency_margin=args.latency_margin,
+        latency_refit_every=args.latency_refit_every, out=args.out, score_cache=args.score_cache, calibration=args.calibrate,
         root=args.root, mirror=args.mirror,
     )
     for r in results:
@@ -110,6 +111,8 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--latency-train", type=int, default=300, help="measured cells the latency predictor is fitted on")
     p.add_argument("--latency-margin", type=float, default=0.0,
                    help="an estimated latency must stay below LIMIT * (1 - margin); trained cells' measured latency below LIMIT")
+    p.add_argument("--latency-refit-every", type=int, default=0, metavar="N",
+                   help="refit the latency predictor on its cells plus the trained cells' measured latency every N queries (0: never)")
     p.add_argument("--out", default=None, help="folder for trajectory.parquet, results.json and search.png")
     p.add_argument("--calibrate", type=_budget, default=None, metavar="N",
                    help="calibrate a population-relative predictor (GENNAPE) on N seeded random cells first, "

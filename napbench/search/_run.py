@@ -62,6 +62,7 @@ def run(
     latency_source: str = "predictor",
     latency_train: int = 300,
     latency_margin: float = 0.0,
+    latency_refit_every: int = 0,
     space: SearchSpace | None = None,
     out: str | os.PathLike[str] | None = None,
     score_cache: str | os.PathLike[str] | None = None,
@@ -76,7 +77,8 @@ def run(
     gets a fresh clone. ``device`` + ``latency_limit``: keep HW-NAS-Bench latency on that
     device at most the limit, estimated by a ``latency`` predictor fitted on
     ``latency_train`` random cells (``latency_source="table"``: the true column); an estimate
-    must stay below ``latency_limit * (1 - latency_margin)``, a measured (trained) cell's latency below the limit.
+    must stay below ``latency_limit * (1 - latency_margin)``, a measured (trained) cell's latency below the limit;
+    ``latency_refit_every``: refit the latency predictor on its cells plus the trained cells' measured latency every N queries.
     ``score_cache``: a Parquet file of proxy values read before and written after.
     ``calibration``: rows a population-relative predictor is calibrated on per seed (see
     :func:`~napbench.search.search`; None: the default size for such predictors, 0: none).
@@ -102,11 +104,12 @@ def run(
         for seed in seeds:
             constraint = None
             if col is not None:
-                cost_pred = None
+                cost_pred, cost_rows = None, np.zeros(0, dtype=np.int64)
                 if latency_source == "predictor":
-                    cost_pred, _ = fit_cost_predictor(space, col, n_train=latency_train, seed=seed)
+                    cost_pred, cost_rows = fit_cost_predictor(space, col, n_train=latency_train, seed=seed)
                 constraint = Constraint(col, float(latency_limit), mode=constraint_mode, predictor=cost_pred, source=latency_source,
-                                        margin=float(latency_margin))
+                                        margin=float(latency_margin), refit_every=int(latency_refit_every),
+                                        train_rows=tuple(int(r) for r in cost_rows))
             pred = base.clone() if (refit and base is not None and hasattr(base, "clone")) else base
             results.append(search(strategy, space, budget=budget, predictor=pred, constraint=constraint, seed=int(seed),
                                   refit=refit, options=dict(options or {}), calibration=calibration))

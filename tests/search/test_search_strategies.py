@@ -216,3 +216,19 @@ def test_constrained_evolution_trains_children_that_keep_the_constraint(toy_spac
     children = rows[4:]  # after the random initial population, every child is screened by its (here exact) cost
     assert (lat[children] <= limit).all()
     assert r.cost_true <= limit
+
+
+def test_cost_predictor_relearns_from_measured_queries(toy_space) -> None:
+    lat = toy_space.column("latency")
+    train = (0, 1, 2, 3)
+    lp = get_predictor("latency", alpha=1e-3).fit(toy_space.graphs_for(train), lat[list(train)])
+    c = Constraint("latency", float(np.median(lat)), predictor=lp, refit_every=2, train_rows=train)
+    ctx = SearchContext(toy_space, budget=Budget(queries=5), constraint=c)
+    before = ctx.cost([20])[0]
+    for r in (20, 26, 13):
+        ctx.query(r)
+    # refitted once (after 2 queries) on its 4 cells + the 2 measured ones; the old estimate is forgotten
+    ref = get_predictor("latency", alpha=1e-3).fit(toy_space.graphs_for([0, 1, 2, 3, 20, 26]), lat[[0, 1, 2, 3, 20, 26]])
+    np.testing.assert_allclose(lp.predict(toy_space.graphs_for(range(27))), ref.predict(toy_space.graphs_for(range(27))))
+    assert ctx.cost_estimate([19])[19] == pytest.approx(float(ref.predict(toy_space.graphs_for([19]))[0]))
+    assert before != pytest.approx(float(ref.predict(toy_space.graphs_for([20]))[0]))
