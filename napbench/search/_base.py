@@ -225,7 +225,9 @@ class SearchContext:
         if n > self.predictions_left:
             raise BudgetExhausted(f"calibration on {n} rows asked with {self.predictions_left} of {self.budget.predictor_calls} predictor calls left")
         rows = np.sort(np.random.default_rng((self.seed, 31)).choice(len(self.space), size=n, replace=False))
-        self.predictor.calibrate(self.space.graphs_for(rows), seed=self.seed)
+        calibrate = getattr(self.predictor, "calibrate", None)  # a plain object with predict() only: nothing to freeze
+        if calibrate is not None:
+            calibrate(self.space.graphs_for(rows), seed=self.seed)
         self.n_predictor_calls += n
         self.calibration_rows = rows
         self._pred.clear()
