@@ -173,11 +173,12 @@ def latency_section(seeds: list[int], args: argparse.Namespace, out: Path) -> di
         tau = float(np.nanquantile(lat, args.tau_quantile))
         _, opt = space.constrained_optimum(c, tau)
         rs = []
+        # one accuracy predictor for every seed (a GENNAPE checkpoint keeps its embedding cache; it is recalibrated per seed)
+        acc = resolve_predictor(args.constrained_predictor) if get_strategy(args.constrained_strategy).needs_predictor else None
         for s in seeds:
             p, trows = fit_cost_predictor(space, c, n_train=300, seed=s)
             con = Constraint(c, tau, mode="hard", predictor=p, margin=args.latency_margin, refit_every=args.latency_refit_every,
                              train_rows=tuple(int(r) for r in trows))
-            acc = resolve_predictor(args.constrained_predictor) if get_strategy(args.constrained_strategy).needs_predictor else None
             rs.append(search(args.constrained_strategy, space, budget=Budget(150, args.constrained_calls), predictor=acc,
                              constraint=con, seed=s))
         t = np.array([r.true for r in rs])
