@@ -11,6 +11,13 @@ which is the only way to learn anything about a candidate:
   (``ctx.refit()``), so ``n_predictor_calls`` is the number of distinct (row, predictor
   state) pairs scored.
 
+A predictor whose outputs are relative to the graphs scored together (``population_relative``,
+e.g. GENNAPE) is first **calibrated** (``ctx.calibrate(n)``, :meth:`Predictor.calibrate`): it
+freezes its population statistics from ``n`` seeded random rows of the space (no label read;
+``n`` predictor calls counted), so that a strategy's small screening calls score every
+candidate on one scale (``calibration=None`` in :func:`search`: ``CALIBRATION_SIZE`` rows for
+such predictors, none for pointwise ones). A refit that fits from scratch calibrates again.
+
 Both budgets are hard: a request that would exceed one raises :class:`BudgetExhausted`
 *before* any work (strategies size their requests with ``ctx.queries_left`` /
 ``ctx.predictions_left``; the runner stops a strategy that runs into a budget).
@@ -35,6 +42,9 @@ import numpy as np
 
 from napbench.errors import InvalidArgumentError, NapbenchError, UnknownNameError
 from napbench.search._space import SearchSpace
+
+#: rows a population-relative predictor is calibrated on when :func:`search` is not told (``calibration=None``)
+CALIBRATION_SIZE = 1000
 
 
 class BudgetExhausted(NapbenchError):
@@ -65,6 +75,12 @@ class Constraint:
     ``measure_queried``: a candidate that was trained (queried) also has its cost measured
     (the table's value), so the answer -- the best queried -- is judged on its real cost and
     the predictor only screens candidates not trained yet.
+    ``margin``: a candidate judged by the *estimate* (not trained yet) must keep it at most
+    ``limit * (1 - margin)``, so that the estimate's error near the limit wastes fewer queries
+    on truly infeasible candidates; measured costs are judged against ``limit`` itself.
+    ``refit_every``: every that many queries the cost predictor is refitted on its training
+    rows (``train_rows``) plus every trained candidate's measured cost, so that it learns the
+    region the search is in (0: never).
     """
 
     column: str
@@ -74,6 +90,9 @@ class Constraint:
     predictor: Any = None
     source: str = "predictor"
     measure_queried: bool = True
+    margin: float = 0.0
+    refit_every: int = 0
+    train_rows: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         if self.mode not in ("hard", "penalty"):
@@ -84,6 +103,10 @@ class Constraint:
             raise InvalidArgumentError("constraint source 'predictor' needs a fitted cost predictor; expected predictor=...")
         if not (isinstance(self.limit, (int, float)) and math.isfinite(self.limit) and self.limit > 0):
             raise InvalidArgumentError(f"constraint limit {self.limit!r}; expected a positive finite number")
+        if not (isinstance(self.margin, (int, float)) and 0.0 <= self.margin < 1.0):
+            raise InvalidArgumentError(f"constraint margin {self.margin!r}; expected 0 <= margin < 1")
+        if not isinstance(self.refit_every, int) or self.refit_every < 0:
+            raise InvalidArgumentError(f"constraint refit_every {self.refit_every!r}; expected an int >= 0")
 
 
 class SearchContext:
@@ -111,6 +134,7 @@ class SearchContext:
         self.queried: dict[int, float] = {}
         self.n_predictor_calls = 0
         self.n_refits = 0
+        self.calibration_rows: np.ndarray | None = None
         self._pred: dict[int, float] = {}
         self._cost: dict[int, float] = {}
         self.n_cost_calls = 0
@@ -154,7 +178,22 @@ class SearchContext:
             "row": row, "value": y, "best_row": best, "best_true": float(self.space.labels[best]),
             "seconds": time.perf_counter() - self._t0,
         })
+        c = self.constraint
+        if c is not None and c.refit_every and c.predictor is not None and self.n_queries % c.refit_every == 0:
+            self.refit_cost()
         return y
+
+    def refit_cost(self) -> None:
+        """Refit the cost predictor on its training rows plus every queried row's measured cost; forgets its estimates."""
+        c = self.constraint
+        if c is None or c.predictor is None or c.column not in self.space.columns:
+            return
+        true = self.space.column(c.column)
+        rows = np.array(sorted({*map(int, c.train_rows), *self.queried}), dtype=np.int64)
+        rows = rows[~np.isnan(true[rows])]
+        if rows.size >= 2:
+            c.predictor.fit(self.space.graphs_for(rows), true[rows], seed=self.seed, progress=False)
+            self._cost.clear()
 
     # -- predictions --------------------------------------------------------------------
     def predict(self, rows: Sequence[int] | np.ndarray) -> np.ndarray:
@@ -175,6 +214,25 @@ class SearchContext:
             self._pred.update(zip(new, out.tolist()))
         return np.array([self._pred[int(r)] for r in rows], dtype=np.float64)
 
+    def calibrate(self, n: int) -> int:
+        """Calibrate the predictor on ``n`` seeded random rows (label-free; ``n`` predictor calls); returns n.
+
+        The rows come from their own seeded stream, so the strategy's random draws do not move.
+        """
+        if self.predictor is None:
+            raise InvalidArgumentError("this search has no predictor to calibrate; expected predictor=...")
+        n = int(min(n, len(self.space)))
+        if n > self.predictions_left:
+            raise BudgetExhausted(f"calibration on {n} rows asked with {self.predictions_left} of {self.budget.predictor_calls} predictor calls left")
+        rows = np.sort(np.random.default_rng((self.seed, 31)).choice(len(self.space), size=n, replace=False))
+        calibrate = getattr(self.predictor, "calibrate", None)  # a plain object with predict() only: nothing to freeze
+        if calibrate is not None:
+            calibrate(self.space.graphs_for(rows), seed=self.seed)
+        self.n_predictor_calls += n
+        self.calibration_rows = rows
+        self._pred.clear()
+        return n
+
     def predicted(self, row: int) -> float | None:
         """The memoised prediction of ``row`` (None when never scored under this predictor state)."""
         return self._pred.get(int(row))
@@ -191,6 +249,8 @@ class SearchContext:
         graphs = self.space.graphs_for(rows)
         if self.refit_mode == "fit":
             self.predictor.fit(graphs, y, seed=self.seed, progress=False)
+            if self.calibration_rows is not None and self.calibration_rows.size <= self.predictions_left:
+                self.calibrate(self.calibration_rows.size)  # fit dropped the statistics with the model they were taken on
         else:
             self.predictor.fine_tune(graphs, y, seed=self.seed, progress=False)
         self._pred.clear()
@@ -231,11 +291,24 @@ class SearchContext:
         if c is None:
             return v
         cost = self.cost(rows)
+        limit = self.limits(rows)
         if c.mode == "hard":
-            v[cost > c.limit] = -np.inf
+            v[cost > limit] = -np.inf
         else:
-            v -= c.weight * np.maximum(0.0, cost / c.limit - 1.0)
+            v -= c.weight * np.maximum(0.0, cost / limit - 1.0)
         return v
+
+    def limits(self, rows: Sequence[int] | np.ndarray) -> np.ndarray:
+        """The limit each row's cost is held to: ``limit`` when measured, ``limit * (1 - margin)`` when estimated."""
+        rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+        c = self.constraint
+        assert c is not None
+        out = np.full(rows.size, float(c.limit))
+        if c.margin and c.source == "predictor":
+            measured = np.array([c.measure_queried and int(r) in self.queried and c.column in self.space.columns for r in rows],
+                                dtype=bool)
+            out[~measured] *= 1.0 - c.margin
+        return out
 
     def best_queried(self) -> int:
         """The queried row with the best objective (ties: first queried)."""
@@ -359,8 +432,13 @@ def search(
     seed: int = 0,
     refit: str | None = None,
     options: dict[str, Any] | None = None,
+    calibration: int | None = None,
 ) -> SearchResult:
-    """Run one search and return its :class:`SearchResult` (the trajectory is a polars frame)."""
+    """Run one search and return its :class:`SearchResult` (the trajectory is a polars frame).
+
+    ``calibration``: rows the predictor is calibrated on before the strategy runs (counted as
+    predictor calls); None: ``CALIBRATION_SIZE`` for a ``population_relative`` predictor, else 0.
+    """
     import polars as pl
 
     strat = get_strategy(strategy, **(options or {})) if isinstance(strategy, str) else strategy
@@ -368,7 +446,13 @@ def search(
         raise InvalidArgumentError(f"strategy {strat.name!r} needs a predictor; expected predictor=... (see napbench.zoo.list_predictors())")
     budget = budget or Budget()
     ctx = SearchContext(space, budget=budget, predictor=predictor, constraint=constraint, seed=seed, refit=refit)
+    if calibration is None:
+        calibration = CALIBRATION_SIZE if getattr(predictor, "population_relative", False) else 0
+    if not isinstance(calibration, (int, np.integer)) or isinstance(calibration, bool) or calibration < 0:
+        raise InvalidArgumentError(f"calibration is {calibration!r}; expected a non-negative int or None")
     t0 = time.perf_counter()
+    if calibration and predictor is not None:
+        ctx.calibrate(int(calibration))
     try:
         strat.search(ctx)
     except BudgetExhausted:
@@ -390,6 +474,7 @@ def search(
     cfg: dict[str, Any] = {
         "strategy": strat.name, "options": strat.config(), "budget": {"queries": budget.queries, "predictor_calls": budget.predictor_calls},
         "predictor": getattr(predictor, "predictor_name", None) if predictor is not None else None, "refit": refit,
+        "calibration": 0 if ctx.calibration_rows is None else int(ctx.calibration_rows.size),
     }
     if constraint is not None:
         cfg["constraint"] = {"column": constraint.column, "limit": constraint.limit, "mode": constraint.mode, "source": constraint.source}

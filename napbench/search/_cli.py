@@ -57,7 +57,9 @@ def cmd_search(args: argparse.Namespace) -> int:
         predictor_kwargs=dict(args.predictor_arg or []), queries=args.queries, predictor_calls=args.predictor_calls,
         seeds=args.seeds, options=dict(args.option or []), refit=args.refit, device=args.device,
         latency_limit=args.latency_limit, constraint_mode=args.constraint_mode, latency_source=args.latency_source,
-        latency_train=args.latency_train, out=args.out, score_cache=args.score_cache, root=args.root, mirror=args.mirror,
+        latency_train=args.latency_train, latency_margin=args.latency_margin,
+        latency_refit_every=args.latency_refit_every, out=args.out, score_cache=args.score_cache, calibration=args.calibrate,
+        root=args.root, mirror=args.mirror,
     )
     for r in results:
         print(r.summary())
@@ -107,7 +109,14 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--latency-source", choices=["predictor", "table"], default="predictor",
                    help="estimate latency with a fitted latency predictor (default) or read the table")
     p.add_argument("--latency-train", type=int, default=300, help="measured cells the latency predictor is fitted on")
+    p.add_argument("--latency-margin", type=float, default=0.0,
+                   help="an estimated latency must stay below LIMIT * (1 - margin); trained cells' measured latency below LIMIT")
+    p.add_argument("--latency-refit-every", type=int, default=0, metavar="N",
+                   help="refit the latency predictor on its cells plus the trained cells' measured latency every N queries (0: never)")
     p.add_argument("--out", default=None, help="folder for trajectory.parquet, results.json and search.png")
+    p.add_argument("--calibrate", type=_budget, default=None, metavar="N",
+                   help="calibrate a population-relative predictor (GENNAPE) on N seeded random cells first, "
+                        "counted as predictor calls (default 1000 for such predictors, 0 otherwise; 0: off)")
     p.add_argument("--score-cache", default=None, help="Parquet file of proxy scores read before and written after")
     p.add_argument("--root", default=None, help="dataset root (default $NAPBENCH_HOME)")
     p.add_argument("--mirror", default=None, help="label mirror (default $NAPBENCH_MIRROR)")

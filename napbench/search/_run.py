@@ -61,9 +61,12 @@ def run(
     constraint_mode: str = "hard",
     latency_source: str = "predictor",
     latency_train: int = 300,
+    latency_margin: float = 0.0,
+    latency_refit_every: int = 0,
     space: SearchSpace | None = None,
     out: str | os.PathLike[str] | None = None,
     score_cache: str | os.PathLike[str] | None = None,
+    calibration: int | None = None,
     root: str | None = None,
     mirror: str | None = None,
 ) -> list[SearchResult]:
@@ -73,8 +76,12 @@ def run(
     instance serves every seed (so proxy caches are shared), but with ``refit`` each seed
     gets a fresh clone. ``device`` + ``latency_limit``: keep HW-NAS-Bench latency on that
     device at most the limit, estimated by a ``latency`` predictor fitted on
-    ``latency_train`` random cells (``latency_source="table"``: the true column).
+    ``latency_train`` random cells (``latency_source="table"``: the true column); an estimate
+    must stay below ``latency_limit * (1 - latency_margin)``, a measured (trained) cell's latency below the limit;
+    ``latency_refit_every``: refit the latency predictor on its cells plus the trained cells' measured latency every N queries.
     ``score_cache``: a Parquet file of proxy values read before and written after.
+    ``calibration``: rows a population-relative predictor is calibrated on per seed (see
+    :func:`~napbench.search.search`; None: the default size for such predictors, 0: none).
     """
     get_strategy(strategy, **dict(options or {}))  # fail fast on bad names/options
     if not seeds:
@@ -97,13 +104,15 @@ def run(
         for seed in seeds:
             constraint = None
             if col is not None:
-                cost_pred = None
+                cost_pred, cost_rows = None, np.zeros(0, dtype=np.int64)
                 if latency_source == "predictor":
-                    cost_pred, _ = fit_cost_predictor(space, col, n_train=latency_train, seed=seed)
-                constraint = Constraint(col, float(latency_limit), mode=constraint_mode, predictor=cost_pred, source=latency_source)
+                    cost_pred, cost_rows = fit_cost_predictor(space, col, n_train=latency_train, seed=seed)
+                constraint = Constraint(col, float(latency_limit), mode=constraint_mode, predictor=cost_pred, source=latency_source,
+                                        margin=float(latency_margin), refit_every=int(latency_refit_every),
+                                        train_rows=tuple(int(r) for r in cost_rows))
             pred = base.clone() if (refit and base is not None and hasattr(base, "clone")) else base
             results.append(search(strategy, space, budget=budget, predictor=pred, constraint=constraint, seed=int(seed),
-                                  refit=refit, options=dict(options or {})))
+                                  refit=refit, options=dict(options or {}), calibration=calibration))
     finally:
         if score_cache is not None and base is not None:
             from napbench.search._cache import save_score_cache

@@ -43,14 +43,37 @@ def _fresh_child(ctx: SearchContext, parent: int, seen: set[int] | dict[int, flo
             return r
 
 
+def _screened_child(ctx: SearchContext, parent: int, seen: set[int] | dict[int, float], tries: int = 20) -> int | None:
+    """Under a constraint: the first of up to ``tries`` fresh children whose estimated cost keeps the
+    constraint (:meth:`SearchContext.objective` of a zero score not lowered); failing that, the first
+    of ``tries`` random unseen rows that keeps it; else the first child."""
+    first = None
+    for k in range(2 * tries if ctx.constraint is not None else 1):
+        child = _fresh_child(ctx, parent, seen) if k < tries else _fresh_child(ctx, parent, seen, tries=0)
+        if child is None or ctx.constraint is None or ctx.objective([child], [0.0])[0] >= 0.0:
+            return child
+        first = child if first is None else first
+    return first
+
+
 def _evolve(ctx: SearchContext, population: deque[int], sample: int) -> None:
-    """Regularised (aging) evolution: tournament of ``sample``, mutate the winner, drop the oldest."""
+    """Regularised (aging) evolution: tournament of ``sample``, mutate the winner, drop the oldest.
+
+    Under a constraint, the tournament is drawn from the members that keep it (measured) when
+    there are any, and the child is screened by its estimated cost (:func:`_screened_child`).
+    """
     while ctx.queries_left >= 1 and population:
-        idx = ctx.rng.choice(len(population), size=min(sample, len(population)), replace=False)
-        cands = [population[int(i)] for i in idx]
+        members = list(population)
+        if ctx.constraint is not None:
+            ok = np.isfinite(ctx.objective(members, [ctx.queried[r] for r in members]))
+            if ctx.constraint.mode == "penalty":
+                ok = ctx.objective(members, [0.0] * len(members)) >= 0.0
+            members = [r for r, k in zip(members, ok) if k] or members
+        idx = ctx.rng.choice(len(members), size=min(sample, len(members)), replace=False)
+        cands = [members[int(i)] for i in idx]
         obj = ctx.objective(cands, [ctx.queried[r] for r in cands])
         parent = cands[int(np.argmax(obj))]
-        child = _fresh_child(ctx, parent, ctx.queried)
+        child = _screened_child(ctx, parent, ctx.queried)
         if child is None:
             return
         ctx.query(child)

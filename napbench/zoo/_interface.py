@@ -74,6 +74,9 @@ class Predictor(
     #: a cache type whose one instance several predictors of a run may share (``cache=`` init
     #: argument; e.g. zero-cost proxy values, pretrained encoders and embeddings); None: no cache
     cache_factory: ClassVar[Any] = None
+    #: whether :meth:`predict` reads statistics of the population passed in one call (so a graph's
+    #: score depends on its company) until :meth:`calibrate` freezes them
+    population_relative: ClassVar[bool] = False
 
     def __init__(self) -> None:
         super().__init__()
@@ -110,6 +113,21 @@ class Predictor(
     def predict(self, graphs: GraphsLike, *, progress: bool = False) -> np.ndarray:
         """One predicted label (float64) per graph, in order."""
         raise NotImplementedError(f"{type(self).__name__}.predict")
+
+    def calibrate(self, graphs: GraphsLike, *, seed: int = 0) -> Self:
+        """Freeze the population statistics :meth:`predict` would otherwise take from each call.
+
+        ``graphs`` is an *unlabelled* sample of one or more families (no label is read). A
+        predictor whose outputs are relative to the graphs predicted together
+        (``population_relative``; e.g. GENNAPE's per-family feature standardisation and its
+        merge-sort rankers) records, per family of the sample, what it needs so that afterwards
+        a graph of that family gets the same prediction whatever other graphs share the call
+        (and the one it got inside a call on the whole sample). Calibration is kept by
+        :meth:`fine_tune` and checkpoints and dropped by :meth:`fit`; calibrating again
+        replaces the families in the new sample. The default does nothing (pointwise
+        predictors need nothing frozen). Returns self.
+        """
+        return self
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:  # pragma: no cover - predictors use predict()
         raise NotImplementedError(f"{type(self).__name__} has no forward(); call predict(graphs)")

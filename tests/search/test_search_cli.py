@@ -28,6 +28,10 @@ def test_search_cli_prints_and_writes(small_root, tmp_path, capsys) -> None:
     t = pl.read_parquet(out / "trajectory.parquet")
     assert t.height == 40 and set(t["seed"].to_list()) == {0, 1}
     assert (out / "search.png").stat().st_size > 1000 and (out / "results.json").is_file()
+    # --calibrate N counts N predictor calls (FLOPs is pointwise: calibrating it changes no score)
+    rc = main(["search", "naswot", "--root", str(small_root), "--predictor", "flops", "--queries", "0", "--calibrate", "50",
+               "--option", "n_candidates=100", "--seeds", "0"])
+    assert rc == 0 and "0 queries, 150 predictor calls" in capsys.readouterr().out
 
 
 def test_search_with_latency_constraint(small_root) -> None:
@@ -45,6 +49,8 @@ def test_search_with_latency_constraint(small_root) -> None:
         (["search", "rea", "--predictor", "nope"], "unknown predictor 'nope'"),
         (["search", "rea", "--device", "edgegpu"], "needs both device and latency_limit"),
         (["search", "rea", "--device", "toaster", "--latency-limit", "3"], "unknown HW-NAS-Bench device 'toaster'"),
+        (["search", "naswot", "--predictor", "flops", "--calibrate", "300", "--predictor-calls", "200"], "calibration on 300 rows"),
+        (["search", "rea", "--device", "edgegpu", "--latency-limit", "3", "--latency-margin", "1.5"], "constraint margin 1.5"),
     ],
 )
 def test_search_cli_errors(small_root, capsys, argv: list[str], expect: str) -> None:

@@ -136,3 +136,99 @@ def test_mutation_neighbours_differ_in_one_element(toy_space) -> None:
         for n in nb:
             assert sum(x != y for x, y in zip(a, toy_space.archs[int(n)].split("-"))) == 1
         assert toy_space.mutate(row, rng) in set(nb.tolist())
+
+
+class RelativePredictor(CountingPredictor):
+    """FLOPs z-scored over the graphs of each call (population-relative, as GENNAPE's features)
+    until :meth:`calibrate` freezes the mean and spread from a sample."""
+
+    population_relative = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.frozen: tuple[float, float] | None = None
+        self.calibrated_on: list[str] = []
+
+    def calibrate(self, graphs, *, seed: int = 0):
+        self.calibrated_on = [g.meta["arch"] for g in graphs]
+        f = np.log(self.inner.predict(graphs))
+        self.frozen = (float(f.mean()), float(f.std()))
+        return self
+
+    def predict(self, graphs, *, progress: bool = False) -> np.ndarray:
+        f = np.log(super().predict(graphs))
+        mu, sd = self.frozen or (float(f.mean()), float(f.std()) or 1.0)
+        return (f - mu) / sd
+
+
+def test_a_population_relative_predictor_is_calibrated_first_and_counted(toy_space) -> None:
+    p = RelativePredictor()
+    r = search("guided", toy_space, predictor=p, budget=Budget(queries=3, predictor_calls=20), seed=4,
+               calibration=10, options={"n_initial": 4, "parents": 2, "children": 3})
+    assert len(p.calibrated_on) == len(set(p.calibrated_on)) == 10 and p.frozen is not None
+    assert r.config["calibration"] == 10
+    assert r.n_predictor_calls == 20 == 10 + len(set(p.seen[: r.n_predictor_calls - 10]))
+    # same seed, same calibration sample; another seed, another sample
+    q = RelativePredictor()
+    search("guided", toy_space, predictor=q, budget=Budget(queries=3, predictor_calls=20), seed=4, calibration=10,
+           options={"n_initial": 4, "parents": 2, "children": 3})
+    assert q.calibrated_on == p.calibrated_on
+    o = RelativePredictor()
+    search("guided", toy_space, predictor=o, budget=Budget(queries=3, predictor_calls=20), seed=5, calibration=10,
+           options={"n_initial": 4, "parents": 2, "children": 3})
+    assert o.calibrated_on != p.calibrated_on
+    # by default: the whole (small) space for a population-relative predictor, nothing for a pointwise one
+    d = RelativePredictor()
+    assert search("naswot", toy_space, predictor=d, budget=Budget(queries=0), options={"n_candidates": 5}).config["calibration"] == 27
+    assert search("naswot", toy_space, predictor=CountingPredictor(), budget=Budget(queries=0),
+                  options={"n_candidates": 5}).config["calibration"] == 0
+    with pytest.raises(BudgetExhausted, match="calibration on 27 rows"):
+        search("naswot", toy_space, predictor=RelativePredictor(), budget=Budget(queries=0, predictor_calls=20))
+    with pytest.raises(InvalidArgumentError, match="calibration is -1"):
+        search("naswot", toy_space, predictor=RelativePredictor(), calibration=-1)
+
+
+def test_margin_holds_estimates_below_the_limit_and_measurements_to_it(toy_space) -> None:
+    lat = toy_space.column("latency")
+    lp = get_predictor("latency", alpha=1e-6).fit(toy_space.graphs_for(range(27)), lat)
+    est = lp.predict(toy_space.graphs_for(range(27)))
+    limit = float(np.quantile(lat, 0.5))
+    c = Constraint("latency", limit, predictor=lp, margin=0.2)
+    ctx = SearchContext(toy_space, budget=Budget(queries=27), constraint=c)
+    band = [r for r in range(27) if limit * 0.8 < lat[r] <= limit and limit * 0.8 < est[r] <= limit]
+    assert band, "the table has cells between limit * (1 - margin) and limit"
+    r = band[0]
+    assert ctx.objective([r], [1.0])[0] == -np.inf  # estimated: held to limit * 0.8
+    ctx.query(r)
+    assert ctx.objective([r], [1.0])[0] == 1.0  # measured: held to the limit itself
+    np.testing.assert_allclose(ctx.limits([r, (r + 1) % 27]), [limit, limit * 0.8] if (r + 1) % 27 not in ctx.queried else limit)
+    with pytest.raises(InvalidArgumentError, match="margin"):
+        Constraint("latency", limit, predictor=lp, margin=1.0)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_constrained_evolution_trains_children_that_keep_the_constraint(toy_space, seed: int) -> None:
+    lat = toy_space.column("latency")
+    limit = float(np.quantile(lat, 0.6))
+    c = Constraint("latency", limit, source="table")
+    r = search("rea", toy_space, budget=Budget(queries=14), constraint=c, seed=seed, options={"population": 4, "sample": 2})
+    rows = r.trajectory["row"].to_numpy()
+    children = rows[4:]  # after the random initial population, every child is screened by its (here exact) cost
+    assert (lat[children] <= limit).all()
+    assert r.cost_true <= limit
+
+
+def test_cost_predictor_relearns_from_measured_queries(toy_space) -> None:
+    lat = toy_space.column("latency")
+    train = (0, 1, 2, 3)
+    lp = get_predictor("latency", alpha=1e-3).fit(toy_space.graphs_for(train), lat[list(train)])
+    c = Constraint("latency", float(np.median(lat)), predictor=lp, refit_every=2, train_rows=train)
+    ctx = SearchContext(toy_space, budget=Budget(queries=5), constraint=c)
+    before = ctx.cost([20])[0]
+    for r in (20, 26, 13):
+        ctx.query(r)
+    # refitted once (after 2 queries) on its 4 cells + the 2 measured ones; the old estimate is forgotten
+    ref = get_predictor("latency", alpha=1e-3).fit(toy_space.graphs_for([0, 1, 2, 3, 20, 26]), lat[[0, 1, 2, 3, 20, 26]])
+    np.testing.assert_allclose(lp.predict(toy_space.graphs_for(range(27))), ref.predict(toy_space.graphs_for(range(27))))
+    assert ctx.cost_estimate([19])[19] == pytest.approx(float(ref.predict(toy_space.graphs_for([19]))[0]))
+    assert before != pytest.approx(float(ref.predict(toy_space.graphs_for([20]))[0]))

@@ -291,3 +291,57 @@ def test_batched_comparator_agrees_with_pair_logits() -> None:
                           torch.as_tensor(a), torch.as_tensor(b)).numpy()
     keep = np.abs(ref) > 1e-5  # float32 round-off may flip exact ties
     assert (_BatchComparator(model, x, u).beats(a, b)[keep] == (ref > 0)[keep]).all()
+
+
+# -- calibration ------------------------------------------------------------------------------
+def _unlabelled(ds):
+    """``ds`` with only the graph columns: calibrating on it cannot read a label."""
+    from napbench.conversion.storage import GRAPH_COLUMNS
+    from napbench.datasets import GraphDataset
+
+    return GraphDataset("unlabelled", Path("unlabelled"), ds.table.select(GRAPH_COLUMNS), {"family": "unlabelled"})
+
+
+def test_calibrated_predictions_do_not_depend_on_the_call(tmp_path: Path, ensemble, nb201) -> None:
+    ds, _ = nb201
+    assert ensemble.population_relative and "calibration" not in ensemble.training_info
+    small, rows = ds.subset([3, 50, 61]), [3, 50, 61]
+    before_big = ensemble.member_predictions(ds)
+    # uncalibrated, a small call standardises on its own three graphs: another answer (the test can fail)
+    assert not np.allclose(ensemble.predict(small), ensemble.predict(ds)[rows], atol=1e-3)
+    cal = ensemble.clone().calibrate(_unlabelled(ds), seed=0)
+    assert set(cal.training_info["calibration"]) == {"nb201"} and "calibration" not in ensemble.training_info
+    big = cal.predict(ds)
+    np.testing.assert_allclose(cal.predict(small), big[rows], atol=1e-6)
+    np.testing.assert_allclose(cal.predict(ds.subset([50])), big[[50]], atol=1e-6)
+    np.testing.assert_allclose(cal.predict(ds.subset([61, 3])), big[[61, 3]], atol=1e-6)
+    # regression members give inside the calibration call what they gave there before calibrating
+    after_big = cal.member_predictions(ds)
+    for i, m in enumerate(cal.members):
+        if m.predictor_name in ("gennape:cl+fcm+t", "gennape:cl+t", "kgnn", "flops"):
+            np.testing.assert_allclose(after_big[i], before_big[i], atol=1e-6)
+    # fine-tuning keeps the calibration; the checkpoint carries it
+    tuned = cal.clone().fine_tune(ds.subset(list(range(40, 64))), nb201[1][40:], progress=False)
+    np.testing.assert_allclose(tuned.predict(small), tuned.predict(ds)[rows], atol=1e-6)
+    tuned.save_pretrained(tmp_path / "ck")
+    back = zoo.load(tmp_path / "ck")
+    np.testing.assert_allclose(back.predict(small), tuned.predict(ds)[rows], atol=1e-6)
+    # fit starts over: the statistics it calibrated are gone with the PCA they were taken on
+    member = cal.members[0].clone().fit(ds.subset(list(range(48))), nb201[1][:48], progress=False)
+    assert member.calibration() == {}
+
+
+def test_frozen_group_statistics_replace_the_calls_own() -> None:
+    from napbench.zoo.gennape.predictors import standardise_by_group
+
+    x = np.arange(12.0).reshape(6, 2)
+    frozen = {"a": (np.array([1.0, 1.0]), np.array([2.0, 2.0]))}
+    out = standardise_by_group(x, ["a"] * 3 + ["b"] * 3, min_size=3, fallback=(np.zeros(2), np.ones(2)), frozen=frozen)
+    np.testing.assert_allclose(out[:3], (x[:3] - 1.0) / 2.0)
+    np.testing.assert_allclose(out[3:], (x[3:] - x[3:].mean(0)) / x[3:].std(0))
+
+
+def test_calibrate_needs_enough_graphs_of_each_family(ensemble, nb201) -> None:
+    ds, _ = nb201
+    with pytest.raises(InvalidArgumentError, match="min_family_size"):
+        ensemble.clone().calibrate(ds.subset(list(range(5))))

@@ -19,6 +19,9 @@ their label transforms (pairwise members: the normal quantile of their merge-sor
   divides the taus, 1.0 = the plain softmax); each member is divided by its spread on the
   sample (as zero-shot), and the weighted mean is mapped to the target's label units by the
   least-squares line through the sample;
+* :meth:`GennapeEnsemble.calibrate` (label-free) calibrates every member on an unlabelled
+  sample, so that afterwards a graph's prediction does not depend on the other graphs of the
+  call (see :mod:`napbench.zoo.gennape.predictors`; ``kgnn`` and ``flops`` are pointwise already);
 * the **uncertainty** is the weighted standard deviation of the members' predictions
   (:meth:`GennapeEnsemble.predict_with_uncertainty` also returns each member's value).
 """
@@ -54,6 +57,7 @@ class GennapeEnsemble(Predictor):
                    "equal weights zero-shot, softmax of Kendall tau after fine-tuning; members' spread = uncertainty.")
     pretrainable = True
     cache_factory = EncoderCache
+    population_relative = True
     meaning: ClassVar[str] = (
         "Zero-shot: a z-score, the predicted number of standard deviations by which the architecture's label "
         "(CIFAR-10 validation accuracy for NAS-Bench families, Taskonomy class_object score for TransNAS-Bench-101) "
@@ -233,6 +237,18 @@ class GennapeEnsemble(Predictor):
         self.out_map = torch.tensor(_label_map(mix, y, mu, sd), dtype=torch.float64)
         self._record("fine_tune", graphs, y, seed=seed, taus=[round(t, 4) for t in taus],
                      weights=[round(float(w), 4) for w in self.weights])
+        return self
+
+    def calibrate(self, graphs: GraphsLike, *, seed: int = 0) -> GennapeEnsemble:
+        """Calibrate every member on the unlabelled ``graphs`` (see :meth:`Predictor.calibrate`); returns self."""
+        from napbench.zoo._graphs import graph_families
+
+        self._check_fitted()
+        for m in self.members:
+            m.calibrate(graphs, seed=seed)
+        cal = dict(self.training_info.get("calibration") or {})
+        cal.update({f: {"n": sum(1 for g in graph_family_of_each(graphs) if g == f), "seed": int(seed)} for f in graph_families(graphs)})
+        self.training_info["calibration"] = cal
         return self
 
     # -- prediction -------------------------------------------------------------------------

@@ -33,6 +33,18 @@ Pipeline (every stage usable on its own):
    cluster trained on the transformed labels (:mod:`~napbench.zoo.gennape.transforms`) weighted
    by membership; or a pairwise comparator trained on within-family pairs.
 
+Calibration (``calibrate``, label-free): steps 2 and 5 are relative to the graphs predicted in one
+call -- features are standardised by each family's statistics *in the call*, and a pairwise
+head ranks the call's graphs against each other -- so a small call (a search screening ten
+children) scores graphs on another scale than a large one. :meth:`GennapePredictor.calibrate`
+freezes, from an unlabelled sample of a family, that family's feature mean and standard
+deviation and (pairwise heads) ``CALIBRATION_ANCHORS`` seeded anchor graphs' features; from then
+on a graph of that family is standardised with the frozen statistics and a pairwise head scores
+it by its wins against the anchors (the normal quantile of ``(wins + mean win probability) /
+(anchors + 1)``), so its prediction no longer depends on the other graphs in the call. The
+calibration lives in ``training_info`` (saved in ``config.json``), survives ``fine_tune`` and is
+dropped by ``fit`` (which refits the PCA the statistics are taken on).
+
 Fine-tuning (``fine_tune``) keeps the encoder, PCA, centroids and all hidden layers fixed and
 trains the heads' output layers on the k target samples (a 4 x 256 MLP re-trained on 50
 samples lost its source ranking in our trials), whose mean and standard deviation map the z-score back to the
@@ -68,7 +80,10 @@ LABEL_TASK: dict[str, str] = {"nb101": "cifar10", "nb201": "cifar10", "nb301": "
 #: how features are standardised (see :meth:`GennapePredictor.features`)
 FEATURE_NORMS: tuple[str, ...] = ("pooled", "family")
 
-__all__ = ["FEATURE_NORMS", "LABEL_TASK", "EncoderCache", "GennapePairwise", "GennapePredictor", "GennapeRegressor", "pretraining_set"]
+#: anchor graphs per family a calibrated pairwise head scores new graphs against (see :meth:`GennapePredictor.calibrate`)
+CALIBRATION_ANCHORS = 256
+
+__all__ = ["CALIBRATION_ANCHORS", "FEATURE_NORMS", "LABEL_TASK", "EncoderCache", "GennapePairwise", "GennapePredictor", "GennapeRegressor", "pretraining_set"]
 
 
 class EncoderCache:
@@ -133,6 +148,7 @@ class GennapePredictor(Predictor):
 
     pretrainable = True
     cache_factory = EncoderCache
+    population_relative = True
 
     def __init__(
         self,
@@ -386,7 +402,44 @@ class GennapePredictor(Predictor):
         st = self.feat_stats.numpy()
         if self.feature_norm == "pooled":
             return (x - st[0]) / st[1]
-        return standardise_by_group(x, graph_family_of_each(graphs), min_size=self.min_family_size, fallback=(st[0], st[1]))
+        frozen = {f: (np.asarray(e["mean"]), np.asarray(e["std"])) for f, e in self.calibration().items()}
+        return standardise_by_group(x, graph_family_of_each(graphs), min_size=self.min_family_size, fallback=(st[0], st[1]),
+                                    frozen=frozen)
+
+    def calibration(self) -> dict[str, dict[str, Any]]:
+        """The calibrated families: ``{family: {"n", "seed", "mean", "std"[, "anchors"]}}`` (empty when never calibrated)."""
+        return dict(self.training_info.get("calibration") or {})
+
+    def calibrate(self, graphs: GraphsLike, *, seed: int = 0) -> GennapePredictor:
+        """Freeze each family's feature statistics (and a pairwise head's anchors) from the unlabelled ``graphs``.
+
+        Every family in ``graphs`` needs at least ``min_family_size`` graphs; its earlier
+        calibration, if any, is replaced (other families' are kept). No label is read.
+        """
+        if not self.is_fitted:
+            raise InvalidArgumentError(f"{self.predictor_name} is not fitted; expected fit() or a checkpoint before calibrate()")
+        x = self._raw_features(graphs, self.embed(graphs))
+        fams = np.asarray(graph_family_of_each(graphs), dtype=object)
+        cal = self.calibration()
+        st = self.feat_stats.numpy()
+        for f in dict.fromkeys(fams.tolist()):
+            m = fams == f
+            n = int(m.sum())
+            if n < self.min_family_size:
+                raise InvalidArgumentError(
+                    f"calibration sample has {n} graphs of family {f!r}; expected at least min_family_size={self.min_family_size}")
+            v = x[m]
+            sd = v.std(0)
+            mu, sd = v.mean(0), np.where(sd > 0, sd, 1.0)
+            feats = (v - st[0]) / st[1] if self.feature_norm == "pooled" else (v - mu) / sd
+            cal[str(f)] = {"n": n, "seed": int(seed), "mean": mu.tolist(), "std": sd.tolist(),
+                           **self._calibrate_head(feats, np.random.default_rng((seed, 23)))}
+        self.training_info["calibration"] = cal
+        return self
+
+    def _calibrate_head(self, x: np.ndarray, rng: np.random.Generator) -> dict[str, Any]:
+        """What the head freezes from a family's calibrated features ``x`` (nothing for regression heads)."""
+        return {}
 
     def _raw_features(self, graphs: GraphsLike, emb: np.ndarray) -> np.ndarray:
         p = (emb - self.pca_mean.numpy()) @ self.pca_components.numpy().T
@@ -459,7 +512,7 @@ class GennapePredictor(Predictor):
             raise InvalidArgumentError(f"{self.predictor_name} is not fitted; expected fit() or a checkpoint before predict()")
         x = self.features(graphs)
         with torch_threads(self.threads):
-            z = self._predict_head(x, graph_totals(graphs)[0])
+            z = self._predict_head(x, graph_totals(graphs)[0], graph_family_of_each(graphs))
         a, b = (float(v) for v in self.out_map)
         return a + b * z
 
@@ -470,7 +523,7 @@ class GennapePredictor(Predictor):
     def _fine_tune_head(self, x: np.ndarray, y: np.ndarray, mu: float, sd: float, macs: np.ndarray, *, epochs: int, seed: int) -> None:
         raise NotImplementedError
 
-    def _predict_head(self, x: np.ndarray, macs: np.ndarray) -> np.ndarray:
+    def _predict_head(self, x: np.ndarray, macs: np.ndarray, families: Sequence[str]) -> np.ndarray:
         raise NotImplementedError
 
     def _grid(self) -> list[tuple[int, float]]:
@@ -489,11 +542,14 @@ class GennapePredictor(Predictor):
 
 
 def standardise_by_group(x: np.ndarray, groups: Sequence[str], *, min_size: int,
-                         fallback: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+                         fallback: tuple[np.ndarray, np.ndarray],
+                         frozen: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None) -> np.ndarray:
     """``x`` with each group's rows standardised by that group's mean and standard deviation.
 
     Groups of fewer than ``min_size`` rows use the largest group's statistics when it has at
     least ``min_size`` rows, else ``fallback`` (mean, std). Constant columns keep std 1.
+    A group named in ``frozen`` (calibrated: ``{group: (mean, std)}``) uses those statistics
+    whatever its size, so its rows' values do not depend on the other rows.
     """
     g = np.asarray(list(groups), dtype=object)
     if g.size != len(x):
@@ -506,6 +562,7 @@ def standardise_by_group(x: np.ndarray, groups: Sequence[str], *, min_size: int,
             v = x[g == name]
             sd = v.std(0)
             stats[name] = (v.mean(0), np.where(sd > 0, sd, 1.0))
+    stats.update(frozen or {})
     big = names[np.argmax(counts)] if len(names) else None
     small = stats.get(big, fallback) if big is not None else fallback
     for name in names.tolist():
@@ -587,7 +644,7 @@ class GennapeRegressor(GennapePredictor):
         self.history["fine_tune"] = self._train(x, t, self.memberships(x), c, epochs=epochs, lr=self.fine_tune_lr, seed=seed,
                                                 batch=len(x), last_layer_only=True)
 
-    def _predict_head(self, x: np.ndarray, macs: np.ndarray) -> np.ndarray:
+    def _predict_head(self, x: np.ndarray, macs: np.ndarray, families: Sequence[str]) -> np.ndarray:
         return T.from_target(self._mix(x), transform=self.transform, macs=macs)
 
 
@@ -645,8 +702,45 @@ class GennapePairwise(GennapePredictor):
                                                    pairs_per_epoch=n * (n - 1) // 2, lr=self.fine_tune_lr,
                                                    batch_size=self.head_batch_size, seed=seed, last_layer_only=True)
 
-    def _predict_head(self, x: np.ndarray, macs: np.ndarray) -> np.ndarray:
-        return normal_scores(merge_sort_rank(self.head, x, self.memberships(x)))
+    def _calibrate_head(self, x: np.ndarray, rng: np.random.Generator) -> dict[str, Any]:
+        keep = np.sort(rng.permutation(len(x))[:CALIBRATION_ANCHORS])
+        return {"anchors": x[keep].tolist()}
+
+    def _predict_head(self, x: np.ndarray, macs: np.ndarray, families: Sequence[str]) -> np.ndarray:
+        """Calibrated families: wins against their anchors; the rest: merge-sort ranks among themselves."""
+        fams = np.asarray(list(families), dtype=object)
+        out = np.zeros(len(x))
+        anchors = {f: np.asarray(e["anchors"]) for f, e in self.calibration().items() if e.get("anchors")}
+        rest = np.ones(len(x), dtype=bool)
+        for f, a in anchors.items():
+            m = fams == f
+            if m.any():
+                out[m] = self._anchor_scores(x[m], a)
+                rest &= ~m
+        if rest.any():
+            out[rest] = normal_scores(merge_sort_rank(self.head, x[rest], self.memberships(x[rest])))
+        return out
+
+    @torch.no_grad()
+    def _anchor_scores(self, x: np.ndarray, anchors: np.ndarray, chunk: int = 256) -> np.ndarray:
+        """``Phi^-1((wins + mean win probability) / (anchors + 1))`` of each graph against the anchors."""
+        from scipy.stats import norm
+
+        k = len(anchors)
+        out = np.empty(len(x))
+        ta = torch.as_tensor(anchors, dtype=torch.float32)
+        ua = torch.as_tensor(self.memberships(anchors), dtype=torch.float32)
+        for lo in range(0, len(x), chunk):
+            xq = torch.as_tensor(x[lo : lo + chunk], dtype=torch.float32)
+            n = len(xq)
+            xs = torch.cat([xq, ta])
+            us = torch.cat([torch.as_tensor(self.memberships(x[lo : lo + chunk]), dtype=torch.float32), ua])
+            a = torch.arange(n).repeat_interleave(k)
+            b = n + torch.arange(k).repeat(n)
+            logit = pair_logits(self.head, xs, us, a, b).reshape(n, k).double()
+            q = ((logit > 0).sum(1).double() + torch.sigmoid(logit).mean(1)) / (k + 1)
+            out[lo : lo + n] = norm.ppf(q.numpy())
+        return out
 
 
 _DESCRIPTIONS = {
