@@ -298,6 +298,12 @@ class SearchContext:
             v -= c.weight * np.maximum(0.0, cost / limit - 1.0)
         return v
 
+    def keeps(self, rows: Sequence[int] | np.ndarray) -> np.ndarray:
+        """Whether the constraint leaves each row's score as it is (its cost, measured or estimated,
+        keeps its limit): :meth:`objective` does not lower a zero score. All True without a constraint."""
+        rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+        return self.objective(rows, np.zeros(rows.size)) >= 0.0
+
     def limits(self, rows: Sequence[int] | np.ndarray) -> np.ndarray:
         """The limit each row's cost is held to: ``limit`` when measured, ``limit * (1 - margin)`` when estimated."""
         rows = np.asarray(rows, dtype=np.int64).reshape(-1)

@@ -45,12 +45,12 @@ def _fresh_child(ctx: SearchContext, parent: int, seen: set[int] | dict[int, flo
 
 def _screened_child(ctx: SearchContext, parent: int, seen: set[int] | dict[int, float], tries: int = 20) -> int | None:
     """Under a constraint: the first of up to ``tries`` fresh children whose estimated cost keeps the
-    constraint (:meth:`SearchContext.objective` of a zero score not lowered); failing that, the first
-    of ``tries`` random unseen rows that keeps it; else the first child."""
+    constraint (:meth:`SearchContext.keeps`); failing that, the first of ``tries`` random unseen rows
+    that keeps it; else the first child."""
     first = None
     for k in range(2 * tries if ctx.constraint is not None else 1):
         child = _fresh_child(ctx, parent, seen) if k < tries else _fresh_child(ctx, parent, seen, tries=0)
-        if child is None or ctx.constraint is None or ctx.objective([child], [0.0])[0] >= 0.0:
+        if child is None or ctx.constraint is None or ctx.keeps([child])[0]:
             return child
         first = child if first is None else first
     return first
@@ -65,10 +65,7 @@ def _evolve(ctx: SearchContext, population: deque[int], sample: int) -> None:
     while ctx.queries_left >= 1 and population:
         members = list(population)
         if ctx.constraint is not None:
-            ok = np.isfinite(ctx.objective(members, [ctx.queried[r] for r in members]))
-            if ctx.constraint.mode == "penalty":
-                ok = ctx.objective(members, [0.0] * len(members)) >= 0.0
-            members = [r for r, k in zip(members, ok) if k] or members
+            members = [r for r, k in zip(members, ctx.keeps(members)) if k] or members
         idx = ctx.rng.choice(len(members), size=min(sample, len(members)), replace=False)
         cands = [members[int(i)] for i in idx]
         obj = ctx.objective(cands, [ctx.queried[r] for r in cands])

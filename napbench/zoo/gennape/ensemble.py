@@ -241,13 +241,13 @@ class GennapeEnsemble(Predictor):
 
     def calibrate(self, graphs: GraphsLike, *, seed: int = 0) -> GennapeEnsemble:
         """Calibrate every member on the unlabelled ``graphs`` (see :meth:`Predictor.calibrate`); returns self."""
-        from napbench.zoo._graphs import graph_families
+        from collections import Counter
 
         self._check_fitted()
         for m in self.members:
             m.calibrate(graphs, seed=seed)
         cal = dict(self.training_info.get("calibration") or {})
-        cal.update({f: {"n": sum(1 for g in graph_family_of_each(graphs) if g == f), "seed": int(seed)} for f in graph_families(graphs)})
+        cal.update({f: {"n": n, "seed": int(seed)} for f, n in Counter(graph_family_of_each(graphs)).items()})
         self.training_info["calibration"] = cal
         return self
 

@@ -429,8 +429,7 @@ class GennapePredictor(Predictor):
                 raise InvalidArgumentError(
                     f"calibration sample has {n} graphs of family {f!r}; expected at least min_family_size={self.min_family_size}")
             v = x[m]
-            sd = v.std(0)
-            mu, sd = v.mean(0), np.where(sd > 0, sd, 1.0)
+            mu, sd = column_stats(v)
             feats = (v - st[0]) / st[1] if self.feature_norm == "pooled" else (v - mu) / sd
             cal[str(f)] = {"n": n, "seed": int(seed), "mean": mu.tolist(), "std": sd.tolist(),
                            **self._calibrate_head(feats, np.random.default_rng((seed, 23)))}
@@ -541,6 +540,12 @@ class GennapePredictor(Predictor):
         return res.u, {"clusters": c, "fuzziness": m, "fcm_iterations": res.iterations, "fcm_converged": res.converged}
 
 
+def column_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-column mean and standard deviation of ``x`` (constant columns: std 1)."""
+    sd = x.std(0)
+    return x.mean(0), np.where(sd > 0, sd, 1.0)
+
+
 def standardise_by_group(x: np.ndarray, groups: Sequence[str], *, min_size: int,
                          fallback: tuple[np.ndarray, np.ndarray],
                          frozen: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None) -> np.ndarray:
@@ -559,9 +564,7 @@ def standardise_by_group(x: np.ndarray, groups: Sequence[str], *, min_size: int,
     stats: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for name, n in zip(names.tolist(), counts.tolist()):
         if n >= min_size:
-            v = x[g == name]
-            sd = v.std(0)
-            stats[name] = (v.mean(0), np.where(sd > 0, sd, 1.0))
+            stats[name] = column_stats(x[g == name])
     stats.update(frozen or {})
     big = names[np.argmax(counts)] if len(names) else None
     small = stats.get(big, fallback) if big is not None else fallback
