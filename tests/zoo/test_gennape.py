@@ -161,19 +161,43 @@ def test_zero_shot_weights_equal_and_prediction_is_member_mean(ensemble, nb201) 
     np.testing.assert_allclose(r["std"], members.std(0), atol=1e-12)
 
 
-def test_fine_tuned_weights_follow_kendall_taus(ensemble, nb201) -> None:
+def test_fine_tuned_weights_follow_out_of_fold_kendall_taus(ensemble, nb201) -> None:
     ds, y = nb201
     shots = ds.subset(list(range(40, 64)))
     tuned = ensemble.clone().fine_tune(shots, y[40:], progress=False)
     taus = tuned.taus.numpy()
     z = (y[40:] - y[40:].mean()) / y[40:].std()
-    for m, tau in zip(tuned.members, taus):
-        assert tau == pytest.approx(kendalltau(m.predict(shots), z).statistic, abs=1e-9)
-    np.testing.assert_allclose(tuned.weights.numpy(), np.exp(taus) / np.exp(taus).sum(), rtol=1e-9)
+    oof = ensemble.clone()._out_of_fold(shots, z, epochs=None, seed=0)
+    for row, tau in zip(oof, taus):
+        assert tau == pytest.approx(kendalltau(row, z).statistic, abs=1e-9)
+    # out of fold: a sample's own label never reaches its prediction
+    z2 = z.copy()
+    z2[3] += 5.0
+    oof2 = ensemble.clone()._out_of_fold(shots, z2, epochs=None, seed=0)
+    np.testing.assert_allclose(oof2[:, 3], oof[:, 3], atol=1e-6)
+    assert not np.allclose(oof2, oof)
+    temp = tuned.training_info["fine_tune"][-1]["temperature"]
+    assert temp in (1.0, *tuned.temperatures)
+    np.testing.assert_allclose(tuned.weights.numpy(), np.exp(taus / temp) / np.exp(taus / temp).sum(), rtol=1e-9)
     assert np.array_equal(np.argsort(tuned.weights.numpy(), kind="stable"), np.argsort(taus, kind="stable"))
     # predictions come back in label units; the original ensemble is untouched
     assert abs(float(np.mean(tuned.predict(shots))) - float(y[40:].mean())) < 3 * float(y[40:].std())
     np.testing.assert_allclose(ensemble.weights.numpy(), 1.0 / len(taus))
+
+
+def test_wl_correction_is_part_of_the_prediction_and_can_be_switched_off(ensemble, nb201) -> None:
+    ds, y = nb201
+    shots, tgt = ds.subset(list(range(40, 64))), ds.subset(list(range(64)))
+    tuned = ensemble.clone().fine_tune(shots, y[40:], progress=False)
+    r = tuned.predict_with_uncertainty(tgt)
+    w = tuned.weights.numpy()
+    a, b = tuned.out_map.numpy()
+    mix = a + b * (w[:, None] * tuned.member_predictions(tgt)).sum(0)
+    np.testing.assert_allclose(r["mean"], mix + r.get("correction", 0.0), atol=1e-9)
+    plain = ensemble.clone()
+    plain.wl_residual = False
+    p = plain.fine_tune(shots, y[40:], progress=False)
+    assert "wl_residual" not in p.training_info and "correction" not in p.predict_with_uncertainty(tgt)
 
 
 def test_save_load_identical_predictions_members_included(tmp_path: Path, ensemble, nb201) -> None:
