@@ -369,3 +369,12 @@ def test_calibrate_needs_enough_graphs_of_each_family(ensemble, nb201) -> None:
     ds, _ = nb201
     with pytest.raises(InvalidArgumentError, match="min_family_size"):
         ensemble.clone().calibrate(ds.subset(list(range(5))))
+
+
+def test_repeated_graphs_are_predicted_once_and_alike(ensemble, nb201) -> None:
+    ds, _ = nb201
+    rows = list(range(20))
+    base = ensemble.predict(ds.subset(rows))
+    twice = ensemble.predict(ds.subset(rows + rows[:7]))
+    np.testing.assert_array_equal(twice[:20], base)
+    np.testing.assert_array_equal(twice[20:], base[:7])

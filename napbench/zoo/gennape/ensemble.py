@@ -18,7 +18,8 @@ their label transforms (pairwise members: the normal quantile of their merge-sor
   **out of fold** on that sample (``folds``-fold: every sample is predicted by a copy of the
   member fine-tuned without it), because in-sample taus reward the members that overfit 50
   samples most (measured on NB-201: the ensemble fell from 0.810 zero-shot to 0.799 50-shot
-  with in-sample taus). The weights are the softmax of those taus divided by a temperature,
+  with in-sample taus; ``out_of_fold=False`` restores them, at ``weight_temperature`` only, for
+  the ablation). The weights are the softmax of those taus divided by a temperature,
   chosen among ``weight_temperature`` and ``temperatures`` by the Spearman correlation of the
   weighted out-of-fold mix with the sample (ties keep the plainest softmax). Each member is
   divided by its spread on the sample (as zero-shot), and the mix maps to the target's label
@@ -84,6 +85,7 @@ class GennapeEnsemble(Predictor):
         weight_temperature: float = 1.0,
         temperatures: tuple[float, ...] = (1.0, 0.3, 0.1),
         folds: int = 5,
+        out_of_fold: bool = True,
         wl_residual: bool = True,
         wl_iterations: int = 2,
         source_task: str | None = None,
@@ -100,7 +102,8 @@ class GennapeEnsemble(Predictor):
         if not isinstance(folds, int) or folds < 2:
             raise InvalidArgumentError(f"folds is {folds!r}; expected an int >= 2")
         self.temperatures = tuple(float(t) for t in temperatures)
-        self.folds, self.wl_residual, self.wl_iterations = folds, bool(wl_residual), int(wl_iterations)
+        self.folds, self.out_of_fold = folds, bool(out_of_fold)
+        self.wl_residual, self.wl_iterations = bool(wl_residual), int(wl_iterations)
         self.member_names = list(members)
         self.member_kwargs = dict(member_kwargs or {})
         self.kgnn_epochs, self.weight_temperature, self.source_task = int(kgnn_epochs), float(weight_temperature), source_task
@@ -244,11 +247,13 @@ class GennapeEnsemble(Predictor):
             raise InvalidArgumentError(f"{n} fine-tuning architecture(s); expected at least 2")
         mu, sd = float(y.mean()), float(y.std()) if y.std() > 0 else 1.0
         z = (y - mu) / sd
-        oof = self._out_of_fold(graphs, z, epochs=epochs, seed=seed)
+        oof = self._out_of_fold(graphs, z, epochs=epochs, seed=seed) if self.out_of_fold else None
         preds = []
         for m in self.members:
             m.fine_tune(graphs, z, epochs=epochs if isinstance(m, GennapePredictor) else None, seed=seed, progress=False)
             preds.append(np.asarray(m.predict(graphs), dtype=np.float64))
+        if oof is None:  # the issue's literal weighting: taus of the fine-tuned members on their own sample
+            oof = np.stack(preds)
         taus = [float(kendalltau(p, z).statistic) if np.ptp(p) > 0 else 0.0 for p in oof]
         taus = [t if np.isfinite(t) else 0.0 for t in taus]
         self.taus = torch.tensor(taus, dtype=torch.float64)
@@ -257,7 +262,7 @@ class GennapeEnsemble(Predictor):
         scaled_oof = oof / self.scales.numpy()[:, None]
         # the temperature whose weighted out-of-fold mix ranks the sample best (ties: the plainest softmax)
         best = (-np.inf, self.weight_temperature)
-        for temp in sorted({self.weight_temperature, *self.temperatures}, reverse=True):
+        for temp in sorted({self.weight_temperature, *(self.temperatures if self.out_of_fold else ())}, reverse=True):
             w = torch.softmax(self.taus / temp, dim=0).numpy()
             mix = w @ scaled_oof
             s = float(spearmanr(mix, z).statistic) if np.ptp(mix) > 0 else -1.0
@@ -317,9 +322,16 @@ class GennapeEnsemble(Predictor):
             raise InvalidArgumentError("the gennape ensemble is not fitted; expected fit() or a checkpoint first")
 
     def member_predictions(self, graphs: GraphsLike) -> np.ndarray:
-        """``(members, N)`` predictions on the ensemble's scale (before the target mapping)."""
+        """``(members, N)`` predictions on the ensemble's scale (before the target mapping).
+
+        Graphs with one canonical hash in one family are one computation graph (NB-201 has 15,625
+        cells but 11,640 distinct graphs), so each is predicted once and its values copied."""
         self._check_fitted()
-        p = np.stack([np.asarray(m.predict(graphs), dtype=np.float64) for m in self.members])
+        rows, inverse = _distinct(graphs)
+        sub = graphs if rows is None else (graphs.subset(rows.tolist()) if is_dataset(graphs) else [graphs[int(i)] for i in rows])
+        p = np.stack([np.asarray(m.predict(sub), dtype=np.float64) for m in self.members])
+        if inverse is not None:
+            p = p[:, inverse]
         return p / self.scales.numpy()[:, None]
 
     def predict_with_uncertainty(self, graphs: GraphsLike) -> dict[str, Any]:
@@ -343,6 +355,22 @@ class GennapeEnsemble(Predictor):
     def predict(self, graphs: GraphsLike, *, progress: bool = False) -> np.ndarray:
         """The weighted mean of the members (see the module docstring for its scale)."""
         return self.predict_with_uncertainty(graphs)["mean"]
+
+
+def _distinct(graphs: GraphsLike) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """``(rows, inverse)`` of the first graph of each (canonical hash, family); ``(None, None)`` when all differ."""
+    if is_dataset(graphs):
+        t = graphs.table
+        keys = [f"{h}|{f}" for h, f in zip(t.column("graph_id").to_pylist(), t.column("family").to_pylist())]
+    else:
+        keys = [f"{g.canonical_hash}|{g.meta.get('family')}" for g in graphs]
+    _, rows, inverse = np.unique(np.asarray(keys, dtype=object), return_index=True, return_inverse=True)
+    if len(rows) == len(keys):
+        return None, None
+    order = np.argsort(rows)  # keep the graphs' order (population statistics do not care, merge sort ties do)
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    return rows[order], rank[inverse.reshape(-1)]
 
 
 def _family_z(graphs: GraphsLike, y: np.ndarray, source_task: str | None) -> tuple[GraphsLike, np.ndarray]:
