@@ -238,7 +238,7 @@ class GennapeEnsemble(Predictor):
     def fine_tune(self, graphs: GraphsLike, y: Any, *, epochs: int | None = None, seed: int = 0, progress: bool = True) -> GennapeEnsemble:
         """Fine-tune every member on the standardised k samples; weights = softmax(out-of-fold Kendall tau /
         temperature); then a WL kernel ridge corrects the mix (see the module docstring)."""
-        from scipy.stats import kendalltau, spearmanr
+        from scipy.stats import spearmanr
 
         y = check_graphs_labels(graphs, y)
         self._check_fitted()
@@ -247,15 +247,25 @@ class GennapeEnsemble(Predictor):
             raise InvalidArgumentError(f"{n} fine-tuning architecture(s); expected at least 2")
         mu, sd = float(y.mean()), float(y.std()) if y.std() > 0 else 1.0
         z = (y - mu) / sd
-        oof = self._out_of_fold(graphs, z, epochs=epochs, seed=seed) if self.out_of_fold else None
+        kept: list[bool] = []
+        if self.out_of_fold:
+            # each member as it is (its predictions of the sample are out of sample already) against the
+            # member fine-tuned, measured out of fold; a member is fine-tuned only when that ranks the sample better
+            zero = np.stack([np.asarray(m.predict(graphs), dtype=np.float64) for m in self.members])
+            oof = self._out_of_fold(graphs, z, epochs=epochs, seed=seed)
+            for i in range(len(self.members)):
+                keep = _tau(zero[i], z) >= _tau(oof[i], z)
+                kept.append(bool(keep))
+                if keep:
+                    oof[i] = zero[i]
         preds = []
-        for m in self.members:
-            m.fine_tune(graphs, z, epochs=epochs if isinstance(m, GennapePredictor) else None, seed=seed, progress=False)
+        for i, m in enumerate(self.members):
+            if not (kept and kept[i]):
+                m.fine_tune(graphs, z, epochs=epochs if isinstance(m, GennapePredictor) else None, seed=seed, progress=False)
             preds.append(np.asarray(m.predict(graphs), dtype=np.float64))
-        if oof is None:  # the issue's literal weighting: taus of the fine-tuned members on their own sample
+        if not self.out_of_fold:  # the issue's literal weighting: taus of the fine-tuned members on their own sample
             oof = np.stack(preds)
-        taus = [float(kendalltau(p, z).statistic) if np.ptp(p) > 0 else 0.0 for p in oof]
-        taus = [t if np.isfinite(t) else 0.0 for t in taus]
+        taus = [_tau(p, z) for p in oof]
         self.taus = torch.tensor(taus, dtype=torch.float64)
         # every member on one scale again (its spread on the sample), as zero-shot
         self.scales = torch.tensor([float(p.std()) if p.std() > 1e-8 else 1.0 for p in preds], dtype=torch.float64)
@@ -275,7 +285,8 @@ class GennapeEnsemble(Predictor):
         # the members' mix maps to label units as its out-of-fold values do to the sample's z-scores
         self.out_map = torch.tensor([mu - sd * c0 / c1, sd / c1], dtype=torch.float64)
         info: dict[str, Any] = {"taus": [round(t, 4) for t in taus], "weights": [round(float(w), 4) for w in self.weights],
-                                "temperature": temp, "out_of_fold_srcc": round(best[0], 4)}
+                                "temperature": temp, "out_of_fold_srcc": round(best[0], 4),
+                                "kept_zero_shot": [n for n, k in zip(self.member_names, kept) if k]}
         self.training_info.pop("wl_residual", None)
         if self.wl_residual and n >= 5:
             wl = WLRidge(iterations=self.wl_iterations).fit(graphs, z, prior=(mix_oof - c0) / c1)
@@ -355,6 +366,13 @@ class GennapeEnsemble(Predictor):
     def predict(self, graphs: GraphsLike, *, progress: bool = False) -> np.ndarray:
         """The weighted mean of the members (see the module docstring for its scale)."""
         return self.predict_with_uncertainty(graphs)["mean"]
+
+
+def _tau(p: np.ndarray, z: np.ndarray) -> float:
+    from scipy.stats import kendalltau
+
+    t = float(kendalltau(p, z).statistic) if np.ptp(p) > 0 else 0.0
+    return t if np.isfinite(t) else 0.0
 
 
 def _distinct(graphs: GraphsLike) -> tuple[np.ndarray | None, np.ndarray | None]:
