@@ -65,16 +65,17 @@ def main(argv: list[str] | None = None) -> int:
     print(f"checkpoint {args.checkpoint}; {args.shots}-shot, {args.seeds} seeds; cells: SRCC / KT / NDCG@10 / MAE")
     print("| target | variant | cell | s |\n|---|---|---|---|")
     for name, tgt in targets:
+        name = name if "," in name else f"{name} ({len(tgt):,})"
         t0 = time.perf_counter()
         c = zero_shot(ens, tgt, cfg)
-        print(f"| {name} ({len(tgt):,}) | zero-shot | {c.text()} | {time.perf_counter() - t0:.0f} |", flush=True)
+        print(f"| {name} | zero-shot | {c.text(('srcc', 'kt', 'ndcg@10'))} / - | {time.perf_counter() - t0:.0f} |", flush=True)
         for v in chosen:
             p = ens.clone()
             for k, val in settings[v].items():
                 setattr(p, k, val)
             t0 = time.perf_counter()
             c = k_shot(p, tgt, cfg)
-            print(f"| {name} ({len(tgt):,}) | {args.shots}-shot, {v} | {c.text()} | {time.perf_counter() - t0:.0f} |", flush=True)
+            print(f"| {name} | {args.shots}-shot, {v} | {c.text()} | {time.perf_counter() - t0:.0f} |", flush=True)
     return 0
 
 

@@ -457,7 +457,8 @@ def evaluate_transfer(
     out: str | os.PathLike[str] | None = None,
     on_cell: Callable[[Cell], None] | None = None,
 ) -> TransferReport:
-    """Zero-shot (and, with ``cfg.shots > 0``, k-shot) evaluation of predictors on ``targets``.
+    """Zero-shot (and, with ``cfg.shots > 0``, k-shot) evaluation of predictors on ``targets``
+    (plus zero-shot rows for a target's named :data:`SUBSETS` when every architecture was scored).
 
     ``predictors`` are registered names or :class:`~napbench.zoo.Predictor` instances (a
     mapping gives them column names). Names are built fresh and, with ``sources``, fitted on
@@ -482,6 +483,8 @@ def evaluate_transfer(
     for target in targets:
         data = labelled(target, cfg)
         _run_target(report, fitted, data, cfg, on_cell)
+        for name, keep in SUBSETS.get(target, {}).items():  # e.g. NB-201 without `none`, when all of it was scored
+            add_subset_cells(report, data, name, keep, cfg)
         if out is not None:
             report.write(out, plots=cfg.plots)
     return report

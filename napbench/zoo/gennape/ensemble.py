@@ -14,9 +14,11 @@ their label transforms (pairwise members: the normal quantile of their merge-sor
   deviation; 1 for the rank-based pairwise members), so that a member that predicts shrunken
   z-scores (least squares on a weak feature, e.g. ``flops``) still carries its equal weight;
 * :meth:`GennapeEnsemble.fine_tune` standardises the k target labels with their own mean and
-  standard deviation and fine-tunes every member on them. Each member's Kendall tau is measured
-  **out of fold** on that sample (``folds``-fold: every sample is predicted by a copy of the
-  member fine-tuned without it), because in-sample taus reward the members that overfit 50
+  standard deviation. Each member's Kendall tau is measured **out of fold** on that sample
+  (``folds``-fold: every sample is predicted by a copy of the member fine-tuned without it), and
+  a member is fine-tuned on the whole sample only when that tau beats the tau of the member as
+  it is (whose predictions of the sample are out of sample already; fine-tuned on 50 samples,
+  members often rank the rest of the family worse). Taus out of fold, because in-sample taus reward the members that overfit 50
   samples most (measured on NB-201: the ensemble fell from 0.810 zero-shot to 0.799 50-shot
   with in-sample taus; ``out_of_fold=False`` restores them, at ``weight_temperature`` only, for
   the ablation). The weights are the softmax of those taus divided by a temperature,
