@@ -12,7 +12,11 @@ Training: MSE on labels standardised with the training set's mean and standard d
 (kept as buffers, so predictions come back in label units), Adam, shuffled mini-batches,
 ``epochs`` passes. :meth:`KGNN.fit` starts from a fresh initialisation seeded by ``seed``;
 :meth:`KGNN.fine_tune` continues training the current weights on the few target samples
-for ``fine_tune_epochs`` passes at ``fine_tune_lr`` (the label scaling is kept).
+for ``fine_tune_epochs`` passes at ``fine_tune_lr``, with the labels standardised by the
+sample's own mean and standard deviation: a model fitted on another family's labels (or on
+z-scores) keeps its ranking instead of chasing a new scale. Keeping the source scaling made
+the ensemble's k-GNN member, fitted on z-scores and fine-tuned alone on CIFAR-10 accuracies
+in %, fall from SRCC 0.781 to -0.278 on NB-201.
 
 Training and prediction run with ``threads`` torch intra-op threads (default 1, restored
 afterwards): the tensors are small, so extra threads only add synchronisation, and on a
@@ -149,9 +153,14 @@ class KGNN(Predictor):
         return self
 
     def fine_tune(self, graphs: GraphsLike, y: Any, *, epochs: int | None = None, seed: int = 0, progress: bool = True) -> KGNN:
-        """Continue training the current weights on a few target samples (label scaling kept)."""
+        """Continue training the current weights on a few target samples, their labels standardised
+        with the sample's own mean and standard deviation (which then map predictions back)."""
         t = check_graphs_labels(graphs, y)
         epochs = self.fine_tune_epochs if epochs is None else int(epochs)
+        std = float(t.std())
+        if len(t) >= 2 and std > 0:
+            self.y_mean = torch.tensor(float(t.mean()), dtype=torch.float64)
+            self.y_std = torch.tensor(std, dtype=torch.float64)
         self._train(pack(graphs), t, epochs=epochs, lr=self.fine_tune_lr, seed=seed, progress=progress, desc="fine-tune kgnn")
         self._record("fine_tune", graphs, t, epochs=epochs, seed=seed, lr=self.fine_tune_lr)
         return self
