@@ -25,7 +25,7 @@ TINY = {"pretrain_families": ["nb201"], "pretrain_per_family": 24, "pretrain_epo
 @pytest.fixture(scope="module")
 def ensemble(home: Path, nb201):
     ds, y = nb201
-    p = zoo.get_predictor("gennape", member_kwargs=TINY, kgnn_epochs=2, root=str(home))
+    p = zoo.get_predictor("gennape", member_kwargs=TINY, kgnn_epochs=2, folds=2, root=str(home))  # 2 folds: fast fine-tuning
     return p.fit(ds.subset(list(range(48))), y[:48], progress=False)
 
 
