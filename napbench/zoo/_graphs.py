@@ -55,6 +55,12 @@ def check_graphs_labels(graphs: GraphsLike, y: Any) -> np.ndarray:
     return arr
 
 
+def take_graphs(graphs: GraphsLike, rows: Sequence[int] | np.ndarray) -> GraphsLike:
+    """The graphs at positions ``rows``, in that order (a dataset stays a dataset)."""
+    idx = [int(i) for i in rows]
+    return graphs.subset(idx) if is_dataset(graphs) else [graphs[i] for i in idx]
+
+
 def graph_totals(graphs: GraphsLike) -> tuple[np.ndarray, np.ndarray]:
     """Total multiply-adds and parameters per graph (float64 arrays)."""
     if is_dataset(graphs):

@@ -235,6 +235,17 @@ class PackedGraphs:
         )
 
 
+def pack(graphs: Sequence[CompGraph] | PackedGraphs | object) -> PackedGraphs:
+    """Featurise ``graphs``: CompGraphs, a napbench dataset (its table directly) or already packed graphs."""
+    from napbench.zoo._graphs import is_dataset
+
+    if isinstance(graphs, PackedGraphs):
+        return graphs
+    if is_dataset(graphs):
+        return PackedGraphs.from_arrow(graphs.table)  # type: ignore[attr-defined]
+    return PackedGraphs.from_graphs(list(graphs))  # type: ignore[call-overload]
+
+
 def _op_id(op: str) -> int:
     try:
         return OP_INDEX[op]

@@ -33,17 +33,8 @@ from torch import nn
 
 from napbench._scoped import reset_parameters, seeded_torch
 from napbench.errors import InvalidArgumentError, NumericalError
-from napbench.zoo._base import GraphsLike, Predictor, _is_dataset, check_graphs_labels, register_predictor, torch_threads, utc_now
-from napbench.zoo.features import NUM_FEATURES, NUM_OPS, PackedGraphs
-
-
-def pack(graphs: GraphsLike | PackedGraphs) -> PackedGraphs:
-    """Featurise ``graphs`` (a dataset's table directly when given a dataset)."""
-    if isinstance(graphs, PackedGraphs):
-        return graphs
-    if _is_dataset(graphs):
-        return PackedGraphs.from_arrow(graphs.table)
-    return PackedGraphs.from_graphs(list(graphs))
+from napbench.zoo._base import GraphsLike, Predictor, check_graphs_labels, register_predictor, torch_threads, utc_now
+from napbench.zoo.features import NUM_FEATURES, NUM_OPS, PackedGraphs, pack
 
 
 @register_predictor("kgnn")

@@ -30,8 +30,8 @@ from scipy import sparse
 
 from napbench.conversion.vocab import OPS
 from napbench.errors import InvalidArgumentError
-from napbench.zoo._graphs import GraphsLike, is_dataset
-from napbench.zoo.features import PackedGraphs
+from napbench.zoo._graphs import GraphsLike
+from napbench.zoo.features import PackedGraphs, pack
 
 __all__ = ["WLRidge", "wl_labels"]
 
@@ -53,12 +53,6 @@ def _op_hashes() -> np.ndarray:
     return np.array([int.from_bytes(hashlib.blake2b(o.encode(), digest_size=8).digest(), "little") for o in OPS], dtype=_U)
 
 
-def _packed(graphs: GraphsLike | PackedGraphs) -> PackedGraphs:
-    if isinstance(graphs, PackedGraphs):
-        return graphs
-    return PackedGraphs.from_arrow(graphs.table) if is_dataset(graphs) else PackedGraphs.from_graphs(list(graphs))
-
-
 def wl_labels(graphs: GraphsLike | PackedGraphs, iterations: int = 2) -> tuple[np.ndarray, np.ndarray]:
     """``(graph, label)``: every node's WL label of rounds ``0..iterations``, with the index of its graph.
 
@@ -66,7 +60,7 @@ def wl_labels(graphs: GraphsLike | PackedGraphs, iterations: int = 2) -> tuple[n
     """
     if not isinstance(iterations, int) or iterations < 0:
         raise InvalidArgumentError(f"iterations is {iterations!r}; expected an int >= 0")
-    p = _packed(graphs)
+    p = pack(graphs)
     n_graphs = len(p)
     gid = np.repeat(np.arange(n_graphs), np.diff(p.node_ptr))
     eg = np.repeat(np.arange(n_graphs), np.diff(p.edge_ptr))
@@ -168,7 +162,7 @@ class WLRidge:
         """The fitted correction (plus ``prior``) for each graph."""
         if self.x_train is None:
             raise InvalidArgumentError("WLRidge is not fitted; expected fit() first")
-        p = _packed(graphs)
+        p = pack(graphs)
         base = np.zeros(len(p)) if prior is None else np.asarray(prior, dtype=np.float64)
         if not np.isfinite(self.alpha):
             return base

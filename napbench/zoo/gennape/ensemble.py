@@ -49,7 +49,7 @@ import torch
 
 from napbench.errors import InvalidArgumentError
 from napbench.zoo._checkpoint import load_members, save_members
-from napbench.zoo._graphs import GraphsLike, check_graphs_labels, graph_family_of_each, is_dataset
+from napbench.zoo._graphs import GraphsLike, check_graphs_labels, graph_family_of_each, is_dataset, take_graphs
 from napbench.zoo._interface import Predictor, utc_now
 from napbench.zoo._registry import get_predictor, register_predictor
 from napbench.zoo.gennape import transforms as T
@@ -225,7 +225,7 @@ class GennapeEnsemble(Predictor):
         rows = np.arange(len(fams))
         if len(rows) > cap:
             rows = np.sort(np.random.default_rng((seed, 17)).choice(len(rows), size=cap, replace=False))
-        sub = graphs.subset(rows.tolist()) if is_dataset(graphs) else [graphs[int(i)] for i in rows]
+        sub = take_graphs(graphs, rows)
         out = []
         for m in self.members:
             if isinstance(m, GennapePairwise):
@@ -262,8 +262,10 @@ class GennapeEnsemble(Predictor):
                     oof[i] = zero[i]
         preds = []
         for i, m in enumerate(self.members):
-            if not (kept and kept[i]):
-                m.fine_tune(graphs, z, epochs=epochs if isinstance(m, GennapePredictor) else None, seed=seed, progress=False)
+            if kept and kept[i]:  # unchanged: its predictions of the sample are the zero-shot ones
+                preds.append(zero[i])
+                continue
+            m.fine_tune(graphs, z, epochs=epochs if isinstance(m, GennapePredictor) else None, seed=seed, progress=False)
             preds.append(np.asarray(m.predict(graphs), dtype=np.float64))
         if not self.out_of_fold:  # the issue's literal weighting: taus of the fine-tuned members on their own sample
             oof = np.stack(preds)
@@ -309,8 +311,7 @@ class GennapeEnsemble(Predictor):
             tr, te = np.flatnonzero(fold != f), np.flatnonzero(fold == f)
             if len(tr) < 2:
                 continue
-            g_tr = graphs.subset(tr.tolist()) if is_dataset(graphs) else [graphs[int(i)] for i in tr]
-            g_te = graphs.subset(te.tolist()) if is_dataset(graphs) else [graphs[int(i)] for i in te]
+            g_tr, g_te = take_graphs(graphs, tr), take_graphs(graphs, te)
             for i, m in enumerate(self.members):
                 c = m.clone()
                 c.fine_tune(g_tr, z[tr], epochs=epochs if isinstance(c, GennapePredictor) else None, seed=seed, progress=False)
@@ -340,12 +341,9 @@ class GennapeEnsemble(Predictor):
         Graphs with one canonical hash in one family are one computation graph (NB-201 has 15,625
         cells but 11,640 distinct graphs), so each is predicted once and its values copied."""
         self._check_fitted()
-        rows, inverse = _distinct(graphs)
-        sub = graphs if rows is None else (graphs.subset(rows.tolist()) if is_dataset(graphs) else [graphs[int(i)] for i in rows])
+        sub, inverse = _distinct(graphs)
         p = np.stack([np.asarray(m.predict(sub), dtype=np.float64) for m in self.members])
-        if inverse is not None:
-            p = p[:, inverse]
-        return p / self.scales.numpy()[:, None]
+        return (p if inverse is None else p[:, inverse]) / self.scales.numpy()[:, None]
 
     def predict_with_uncertainty(self, graphs: GraphsLike) -> dict[str, Any]:
         """``mean`` (the prediction), ``std`` (weighted spread of the members), ``members`` (name -> values), ``weights``
@@ -359,8 +357,9 @@ class GennapeEnsemble(Predictor):
                "weights": dict(zip(self.member_names, self.weights.tolist()))}
         state = self.training_info.get("wl_residual")
         if state:
-            wl = WLRidge.from_state(state)
-            corr = float(state["label_std"]) * wl.predict(graphs)
+            sub, inverse = _distinct(graphs)
+            corr = float(state["label_std"]) * WLRidge.from_state(state).predict(sub)
+            corr = corr if inverse is None else corr[inverse]
             out["correction"] = corr
             out["mean"] = out["mean"] + corr
         return out
@@ -377,8 +376,9 @@ def _tau(p: np.ndarray, z: np.ndarray) -> float:
     return t if np.isfinite(t) else 0.0
 
 
-def _distinct(graphs: GraphsLike) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """``(rows, inverse)`` of the first graph of each (canonical hash, family); ``(None, None)`` when all differ."""
+def _distinct(graphs: GraphsLike) -> tuple[GraphsLike, np.ndarray | None]:
+    """``(sub, inverse)``: the first graph of each (canonical hash, family), in the graphs' order, and
+    each graph's position in ``sub``; ``(graphs, None)`` when all differ."""
     if is_dataset(graphs):
         t = graphs.table
         keys = [f"{h}|{f}" for h, f in zip(t.column("graph_id").to_pylist(), t.column("family").to_pylist())]
@@ -386,18 +386,18 @@ def _distinct(graphs: GraphsLike) -> tuple[np.ndarray | None, np.ndarray | None]
         keys = [f"{g.canonical_hash}|{g.meta.get('family')}" for g in graphs]
     _, rows, inverse = np.unique(np.asarray(keys, dtype=object), return_index=True, return_inverse=True)
     if len(rows) == len(keys):
-        return None, None
+        return graphs, None
     order = np.argsort(rows)  # keep the graphs' order (population statistics do not care, merge sort ties do)
     rank = np.empty_like(order)
     rank[order] = np.arange(len(order))
-    return rows[order], rank[inverse.reshape(-1)]
+    return take_graphs(graphs, rows[order]), rank[inverse.reshape(-1)]
 
 
 def _family_z(graphs: GraphsLike, y: np.ndarray, source_task: str | None) -> tuple[GraphsLike, np.ndarray]:
     fams = graph_family_of_each(graphs)
     keep = [i for i, f in enumerate(fams) if source_task is None or LABEL_TASK.get(f) == source_task]
     if len(keep) < len(fams):
-        graphs = graphs.subset(keep) if is_dataset(graphs) else [graphs[i] for i in keep]
+        graphs = take_graphs(graphs, keep)
         y, fams = y[keep], [fams[i] for i in keep]
     stats = T.family_stats(y, fams)
     return graphs, T.to_target(y, transform="family", families=fams, macs=np.zeros(len(y)), stats=stats)

@@ -64,7 +64,7 @@ import torch
 from napbench._scoped import reset_parameters
 from napbench.conversion.vocab import OPS
 from napbench.errors import InvalidArgumentError
-from napbench.zoo._graphs import GraphsLike, check_graphs_labels, graph_family_of_each, graph_totals, is_dataset
+from napbench.zoo._graphs import GraphsLike, check_graphs_labels, graph_family_of_each, graph_totals, is_dataset, take_graphs
 from napbench.zoo._interface import Predictor, torch_threads, utc_now
 from napbench.zoo._registry import register_predictor
 from napbench.zoo.features import PackedGraphs
@@ -472,7 +472,7 @@ class GennapePredictor(Predictor):
         keep = [i for i, f in enumerate(fams) if LABEL_TASK.get(f) == self.source_task]
         if not keep:
             raise InvalidArgumentError(f"no training family has task {self.source_task!r}; found {sorted(set(fams))}")
-        sub = graphs.subset(keep) if is_dataset(graphs) else [graphs[i] for i in keep]
+        sub = take_graphs(graphs, keep)
         return sub, y[keep], [fams[i] for i in keep]
 
     def fit(self, graphs: GraphsLike, y: Any, *, epochs: int | None = None, seed: int = 0, progress: bool = True) -> GennapePredictor:
