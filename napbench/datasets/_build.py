@@ -200,6 +200,9 @@ class GraphDataset:
     table: pa.Table
     metadata: dict[str, Any]
     _graphs: list[CompGraph] | None = field(default=None, repr=False)
+    #: values derived from the graphs by their users (e.g. packed node features), computed once per
+    #: dataset object and never saved; a subset starts empty
+    cache: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def __len__(self) -> int:
         return self.table.num_rows

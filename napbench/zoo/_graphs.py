@@ -58,7 +58,15 @@ def check_graphs_labels(graphs: GraphsLike, y: Any) -> np.ndarray:
 def take_graphs(graphs: GraphsLike, rows: Sequence[int] | np.ndarray) -> GraphsLike:
     """The graphs at positions ``rows``, in that order (a dataset stays a dataset)."""
     idx = [int(i) for i in rows]
-    return graphs.subset(idx) if is_dataset(graphs) else [graphs[i] for i in idx]
+    if not is_dataset(graphs):
+        return [graphs[i] for i in idx]
+    from napbench.zoo.features import keep_packed, packed_if_cached
+
+    sub = graphs.subset(idx)
+    packed = packed_if_cached(graphs)
+    if packed is not None:  # the subset's features are rows of the parent's: no second featurisation
+        keep_packed(sub, packed.take(idx))
+    return sub
 
 
 def graph_totals(graphs: GraphsLike) -> tuple[np.ndarray, np.ndarray]:

@@ -194,6 +194,20 @@ class PackedGraphs:
     def __len__(self) -> int:
         return len(self.node_ptr) - 1
 
+    def take(self, rows: Sequence[int] | np.ndarray) -> PackedGraphs:
+        """The graphs at positions ``rows``, in that order."""
+        idx = np.asarray(rows, dtype=np.int64).reshape(-1)
+        if idx.size and (idx.min() < 0 or idx.max() >= len(self)):
+            raise InvalidArgumentError(f"graph index out of range; expected 0 <= i < {len(self)}")
+        nlo, n_per = self.node_ptr[idx], np.diff(self.node_ptr)[idx]
+        elo, e_per = self.edge_ptr[idx], np.diff(self.edge_ptr)[idx]
+        node_rows, edge_rows = _ranges(nlo, n_per), _ranges(elo, e_per)
+        node_ptr, edge_ptr = np.zeros(idx.size + 1, dtype=np.int64), np.zeros(idx.size + 1, dtype=np.int64)
+        np.cumsum(n_per, out=node_ptr[1:])
+        np.cumsum(e_per, out=edge_ptr[1:])
+        return PackedGraphs(op=self.op[node_rows], numeric=self.numeric[node_rows], src=self.src[edge_rows],
+                            dst=self.dst[edge_rows], node_ptr=node_ptr, edge_ptr=edge_ptr)
+
     def node_features(self, lo: int, hi: int) -> np.ndarray:
         """Feature matrix ``(hi-lo, NUM_FEATURES)`` of the flat node range ``[lo, hi)``."""
         x = np.zeros((hi - lo, NUM_FEATURES), dtype=np.float32)
@@ -235,15 +249,37 @@ class PackedGraphs:
         )
 
 
+_CACHE_KEY = "napbench.zoo.features.packed"
+
+
 def pack(graphs: Sequence[CompGraph] | PackedGraphs | object) -> PackedGraphs:
-    """Featurise ``graphs``: CompGraphs, a napbench dataset (its table directly) or already packed graphs."""
+    """Featurise ``graphs``: CompGraphs, a napbench dataset (its table directly, once per dataset
+    object: kept in the dataset's ``cache``) or already packed graphs."""
     from napbench.zoo._graphs import is_dataset
 
     if isinstance(graphs, PackedGraphs):
         return graphs
     if is_dataset(graphs):
+        cache = getattr(graphs, "cache", None)
+        if isinstance(cache, dict):
+            if _CACHE_KEY not in cache:
+                cache[_CACHE_KEY] = PackedGraphs.from_arrow(graphs.table)  # type: ignore[attr-defined]
+            return cache[_CACHE_KEY]
         return PackedGraphs.from_arrow(graphs.table)  # type: ignore[attr-defined]
     return PackedGraphs.from_graphs(list(graphs))  # type: ignore[call-overload]
+
+
+def packed_if_cached(graphs: object) -> PackedGraphs | None:
+    """The packed features :func:`pack` already keeps for the dataset ``graphs``, or None."""
+    cache = getattr(graphs, "cache", None)
+    return cache.get(_CACHE_KEY) if isinstance(cache, dict) else None
+
+
+def keep_packed(graphs: object, packed: PackedGraphs) -> None:
+    """Record ``packed`` as the features of the dataset ``graphs`` (e.g. taken from its parent's)."""
+    cache = getattr(graphs, "cache", None)
+    if isinstance(cache, dict) and len(packed) == len(graphs):  # type: ignore[arg-type]
+        cache[_CACHE_KEY] = packed
 
 
 def _op_id(op: str) -> int:

@@ -131,7 +131,23 @@ def test_merge_sort_is_exact_and_stable_for_a_transitive_comparator(n: int) -> N
     calls = [0]
     order = merge_sort_order(n, lambda a, b: v[a] > v[b], counter=calls)
     assert order.tolist() == np.argsort(v, kind="stable").tolist()
-    assert calls[0] <= n * max(1, int(np.ceil(np.log2(max(n, 2))))) ** 2
+    assert calls[0] <= n * max(1, int(np.ceil(np.log2(max(n, 2)))))  # about n log2 n, as a sequential merge sort
+
+
+def test_merge_sort_stays_close_to_the_truth_when_a_few_comparisons_are_wrong() -> None:
+    """A learned comparator errs on some pairs; one wrong answer must misplace about one element,
+    not a whole run (a binary search of every left element made monotone by a running maximum
+    gave SRCC 0.63-0.78 here)."""
+    from scipy.stats import spearmanr
+
+    n = 2000
+    for seed in range(3):
+        v = np.random.default_rng(seed).normal(size=n)
+        noise = np.random.default_rng(100 + seed)
+        order = merge_sort_order(n, lambda a, b: (v[a] > v[b]) ^ (noise.random(len(a)) < 0.01))
+        rank = np.empty(n)
+        rank[order] = np.arange(n)
+        assert spearmanr(rank, v).statistic > 0.95
 
 
 def test_merge_sort_gives_a_permutation_for_an_inconsistent_comparator() -> None:

@@ -97,30 +97,51 @@ class GraphEncoder(nn.Module):
         g = global_mean_pool(h, batch.batch, size=batch.num_graphs)
         return torch.cat([g, self._transformer(self.proj(x), batch.ptr)], dim=1)
 
-    def _transformer(self, x: torch.Tensor, ptr: torch.Tensor) -> torch.Tensor:
-        """Masked-mean transformer output per graph, in chunks of graphs of bounded size."""
+    @torch.no_grad()
+    def embed_packed(self, packed: PackedGraphs, *, batch_size: int = 1024) -> torch.Tensor:
+        """``(G, 2*hidden)`` eval-mode embeddings of packed graphs, equal to :meth:`forward`'s up to
+        float rounding: the GNN branch runs on distinct WL colours (:mod:`napbench.zoo.colours`),
+        the transformer reads only the nodes it attends over."""
+        if self.training:
+            raise InvalidArgumentError("embed_packed is an inference path; expected the encoder in eval mode")
+        from napbench.zoo.colours import node_features_at, pooled_graphconv
+
+        g = pooled_graphconv(packed, self.convs, self._features)
+        parts = []
+        for lo in range(0, len(packed), batch_size):
+            hi = min(lo + batch_size, len(packed))
+            index, mask = self._attention_index(torch.from_numpy(packed.node_ptr[lo : hi + 1]))
+            nodes = index[~mask].numpy()
+            x = self.proj(self._features(torch.from_numpy(node_features_at(packed, nodes))))
+            dense = x.new_zeros((*index.shape, x.shape[1]))
+            dense[~mask] = x
+            parts.append(self._attend(dense, mask))
+        return torch.cat([g, torch.cat(parts)], dim=1)
+
+    def _attention_index(self, ptr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(index, mask)``, both ``(B, W)``: the node rows each graph of ``ptr`` attends over (all
+        its nodes, or ``max_attention_nodes`` of them evenly strided) and ``True`` at padding."""
         cap = self.max_attention_nodes
-        n = (ptr[1:] - ptr[:-1]).tolist()
-        starts = ptr[:-1].tolist()
-        idx_rows, lens = [], []
-        for s, k in zip(starts, n):
-            if k > cap:
-                sel = torch.linspace(0, k - 1, cap).round().long() + s
-            else:
-                sel = torch.arange(s, s + k)
-            idx_rows.append(sel)
-            lens.append(len(sel))
-        width = max(lens)
-        b = len(lens)
-        index = torch.zeros((b, width), dtype=torch.long)
-        mask = torch.ones((b, width), dtype=torch.bool)  # True = padding
-        for i, sel in enumerate(idx_rows):
-            index[i, : len(sel)] = sel
-            mask[i, : len(sel)] = False
-        dense = x[index]  # (B, W, hidden)
+        n = ptr[1:] - ptr[:-1]
+        width = int(torch.clamp(n, max=cap).max())
+        index = torch.zeros((len(n), width), dtype=torch.long)
+        mask = torch.ones((len(n), width), dtype=torch.bool)  # True = padding
+        for k in torch.unique(n).tolist():  # one stride pattern per graph size
+            rows = torch.nonzero(n == k).squeeze(1)
+            sel = torch.linspace(0, k - 1, cap).round().long() if k > cap else torch.arange(k)
+            index[rows[:, None], torch.arange(len(sel))] = ptr[rows][:, None] + sel
+            mask[rows, : len(sel)] = False
+        return index, mask
+
+    def _attend(self, dense: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         out = self.attn(dense, src_key_padding_mask=mask)
         keep = (~mask).unsqueeze(-1).to(out.dtype)
         return (out * keep).sum(1) / keep.sum(1)
+
+    def _transformer(self, x: torch.Tensor, ptr: torch.Tensor) -> torch.Tensor:
+        """Masked-mean transformer output per graph over the rows of ``x`` (one batch, ``ptr`` its graph offsets)."""
+        index, mask = self._attention_index(ptr)
+        return self._attend(x[index], mask)
 
 
 def spectral_weights(eigs: torch.Tensor, temperature: float) -> torch.Tensor:

@@ -342,13 +342,19 @@ class GennapeEnsemble(Predictor):
         cells but 11,640 distinct graphs), so each is predicted once and its values copied."""
         self._check_fitted()
         sub, inverse = _distinct(graphs)
-        p = np.stack([np.asarray(m.predict(sub), dtype=np.float64) for m in self.members])
-        return (p if inverse is None else p[:, inverse]) / self.scales.numpy()[:, None]
+        p = self._predict_members(sub)
+        return p if inverse is None else p[:, inverse]
+
+    def _predict_members(self, graphs: GraphsLike) -> np.ndarray:
+        return np.stack([np.asarray(m.predict(graphs), dtype=np.float64) for m in self.members]) / self.scales.numpy()[:, None]
 
     def predict_with_uncertainty(self, graphs: GraphsLike) -> dict[str, Any]:
         """``mean`` (the prediction), ``std`` (weighted spread of the members), ``members`` (name -> values), ``weights``
         (and, after fine-tuning with a WL correction, ``correction``: its share of ``mean``)."""
-        p = self.member_predictions(graphs)
+        self._check_fitted()
+        sub, inverse = _distinct(graphs)
+        p = self._predict_members(sub)
+        p = p if inverse is None else p[:, inverse]
         w = self.weights.numpy()[:, None]
         mean = (w * p).sum(0)
         std = np.sqrt((w * (p - mean) ** 2).sum(0))
@@ -357,7 +363,6 @@ class GennapeEnsemble(Predictor):
                "weights": dict(zip(self.member_names, self.weights.tolist()))}
         state = self.training_info.get("wl_residual")
         if state:
-            sub, inverse = _distinct(graphs)
             corr = float(state["label_std"]) * WLRidge.from_state(state).predict(sub)
             corr = corr if inverse is None else corr[inverse]
             out["correction"] = corr

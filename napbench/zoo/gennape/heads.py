@@ -178,44 +178,64 @@ def merge_sort_order(n: int, beats: Callable[[np.ndarray, np.ndarray], np.ndarra
     """Indices ``0..n-1`` sorted worst-first by a bottom-up merge sort whose comparator is
     ``beats(a, b)`` (element-wise over index arrays: is ``a`` better than ``b``).
 
-    Every merge of one pass runs at once: each element of a left run finds, by a batched binary
-    search, how many elements of its right run it beats; with those counts (made non-decreasing
-    along the run, so a comparator that is not transitive still yields one valid interleaving)
-    both runs are scattered to their merged positions. A pass costs ``log2(width) + 1``
-    batched comparator calls; for a transitive comparator the result is exactly the sorted
-    order (stable: equal elements keep their order). ``counter`` receives the number of pairs compared.
+    Every merge of one pass runs at once, as a divide-and-conquer merge: the middle element of
+    each left run finds, by binary search, how many elements of the right run it beats; that
+    places it and splits the merge into two smaller ones (the left run's halves against the two
+    parts of the right run), all advanced together, one batched comparator call per binary-search
+    step. A merge of two runs of ``w`` costs about ``3 w`` comparisons (a binary search of every
+    left element would cost ``w log2 w``). For a transitive comparator the result is exactly the
+    sorted order (stable: equal elements keep their order); for any comparator it is a
+    permutation. ``counter`` receives the number of pairs compared.
     """
     order = np.arange(n, dtype=np.int64)
-    pos = np.arange(n, dtype=np.int64)
     compared = 0
     width = 1
     while width < n:
-        blk, off = pos // (2 * width), pos % (2 * width)
-        r_start = blk * 2 * width + width
-        r_len = np.clip(np.minimum(r_start + width, n) - r_start, 0, None)
-        left = np.flatnonzero((off < width) & (r_len > 0))
-        lo, hi = np.zeros(left.size, dtype=np.int64), r_len[left].copy()
-        active = np.flatnonzero(lo < hi)
-        while active.size:
-            mid = (lo[active] + hi[active]) // 2
-            win = np.asarray(beats(order[left[active]], order[r_start[left[active]] + mid]), dtype=bool)
-            compared += active.size
-            lo[active] = np.where(win, mid + 1, lo[active])
-            hi[active] = np.where(win, hi[active], mid)
-            active = active[lo[active] < hi[active]]
-        key = np.maximum.accumulate(lo + blk[left] * (n + 1))  # counts, non-decreasing within each block
-        new = order.copy()
-        new[blk[left] * 2 * width + off[left] + key - blk[left] * (n + 1)] = order[left]
-        right = np.flatnonzero(off >= width)
-        j = off[right] - width
-        base = blk[right] * (n + 1)
-        before = np.searchsorted(key, base + j, side="right") - np.searchsorted(key, base, side="left")
-        new[blk[right] * 2 * width + j + before] = order[right]
+        start = np.arange(0, n, 2 * width, dtype=np.int64)
+        mid = np.minimum(start + width, n)
+        end = np.minimum(start + 2 * width, n)
+        new = order.copy()  # blocks without a right run stay where they are
+        has_r = mid < end
+        # merges still open: left run [ll, lh), right run [rl, rh), first output slot ``out``
+        ll, lh, rl, rh, out = start[has_r], mid[has_r], mid[has_r], end[has_r], start[has_r]
+        while ll.size:
+            done = (ll >= lh) | (rl >= rh)  # one side empty: the other is copied in order
+            if done.any():
+                for lo, hi in ((ll[done], lh[done]), (rl[done], rh[done])):
+                    src = _spans(lo, hi - lo)
+                    new[np.repeat(out[done] - lo, hi - lo) + src] = order[src]
+                keep = ~done
+                ll, lh, rl, rh, out = ll[keep], lh[keep], rl[keep], rh[keep], out[keep]
+                if not ll.size:
+                    break
+            m = (ll + lh) // 2
+            lo, hi = rl.copy(), rh.copy()
+            active = np.arange(ll.size)
+            while active.size:
+                probe = (lo[active] + hi[active]) // 2
+                win = np.asarray(beats(order[m[active]], order[probe]), dtype=bool)
+                compared += active.size
+                lo[active] = np.where(win, probe + 1, lo[active])
+                hi[active] = np.where(win, hi[active], probe)
+                active = active[lo[active] < hi[active]]
+            slot = out + (m - ll) + (lo - rl)  # after the right-run elements it beats
+            new[slot] = order[m]
+            ll, lh, rl, rh, out = (np.concatenate(p) for p in ((ll, m + 1), (m, lh), (rl, lo), (lo, rh), (out, slot + 1)))
         order = new
         width *= 2
     if counter is not None:
         counter[:] = [compared]
     return order
+
+
+def _spans(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Concatenation of ``arange(s, s + l)`` for each ``(s, l)``, vectorised."""
+    total = int(lengths.sum())
+    if total == 0:
+        return np.zeros(0, dtype=np.int64)
+    offs = np.zeros(lengths.size, dtype=np.int64)
+    np.cumsum(lengths[:-1], out=offs[1:])
+    return np.repeat(starts - offs, lengths) + np.arange(total, dtype=np.int64)
 
 
 @torch.no_grad()

@@ -67,7 +67,7 @@ from napbench.errors import InvalidArgumentError
 from napbench.zoo._graphs import GraphsLike, check_graphs_labels, graph_family_of_each, graph_totals, is_dataset, take_graphs
 from napbench.zoo._interface import Predictor, torch_threads, utc_now
 from napbench.zoo._registry import register_predictor
-from napbench.zoo.features import PackedGraphs
+from napbench.zoo.features import PackedGraphs, pack, packed_if_cached
 from napbench.zoo.gennape import transforms as T
 from napbench.zoo.gennape.encoder import GraphEncoder, laplacian_spectra, log_macs, spectral_contrastive_loss
 from napbench.zoo.gennape.fcm import fit_fcm, memberships
@@ -111,8 +111,12 @@ def _graph_ids(graphs: GraphsLike) -> list[str]:
 
 def _pack(graphs: GraphsLike, rows: Sequence[int] | None = None) -> PackedGraphs:
     if is_dataset(graphs):
-        t = graphs.table if rows is None else graphs.table.take(np.asarray(rows, dtype=np.int64))
-        return PackedGraphs.from_arrow(t)
+        if rows is None or np.array_equal(np.asarray(rows), np.arange(len(graphs))):
+            return pack(graphs)  # kept with the dataset: the k-GNN and WL members reuse it
+        cached = packed_if_cached(graphs)
+        if cached is not None:
+            return cached.take(rows)
+        return PackedGraphs.from_arrow(graphs.table.take(np.asarray(rows, dtype=np.int64)))
     items = list(graphs) if rows is None else [graphs[int(i)] for i in rows]
     return PackedGraphs.from_graphs(items)
 
@@ -370,7 +374,7 @@ class GennapePredictor(Predictor):
         return self._fingerprint
 
     @torch.no_grad()
-    def embed(self, graphs: GraphsLike, *, batch_size: int = 256) -> np.ndarray:
+    def embed(self, graphs: GraphsLike, *, batch_size: int = 1024) -> np.ndarray:
         """``(N, 128)`` encoder embeddings (eval mode), cached per graph id."""
         ids = _graph_ids(graphs)
         store = self.cache.embeddings.setdefault(self.fingerprint(), {})
@@ -380,10 +384,9 @@ class GennapePredictor(Predictor):
             packed = _pack(graphs, todo)
             self.encoder.eval()
             with torch_threads(self.threads):
-                for lo in range(0, len(todo), batch_size):
-                    e = self.encoder(packed.batch(np.arange(lo, min(lo + batch_size, len(todo))))).double().numpy()
-                    for k, row in enumerate(e):
-                        store[ids[todo[lo + k]]] = row
+                e = self.encoder.embed_packed(packed, batch_size=batch_size).double().numpy()
+            for k, row in enumerate(e):
+                store[ids[todo[k]]] = row
         return np.stack([store[g] for g in ids])
 
     def features(self, graphs: GraphsLike, emb: np.ndarray | None = None) -> np.ndarray:
