@@ -146,18 +146,21 @@ class PackedGraphs:
             raise SchemaError(f"table lacks graph column(s) {missing}; expected the napbench Parquet schema")
         if table.num_rows == 0:
             raise InvalidArgumentError("no graphs to featurise; expected at least one row")
-        nodes = table.column("nodes").combine_chunks()
-        node_off = nodes.offsets.to_numpy().astype(np.int64)
-        lo, hi = int(node_off[0]), int(node_off[-1])
-        fields = dict(zip([f.name for f in nodes.type.value_type], nodes.values.flatten()))
-        fields = {k: v.slice(lo, hi - lo) for k, v in fields.items()}
-        ops_arr = fields["op"]
-        if pa.types.is_dictionary(ops_arr.type):
-            lut = np.array([_op_id(o) for o in ops_arr.dictionary.to_pylist()], dtype=np.int64)
-            op = lut[ops_arr.indices.to_numpy(zero_copy_only=False)] if len(lut) else np.zeros(0, np.int64)
-        else:
-            op = np.array([_op_id(o) for o in ops_arr.to_pylist()], dtype=np.int64)
+        # only the node fields used below are gathered (never the names, paddings...)
+        node_ptr, parts = _list_of_struct_fields(
+            table.column("nodes"),
+            ("op", "output_shape", "weight_shape", "input_shapes", "kernel", "stride", "groups", "bias", "inner"),
+        )
+        ops = []
+        for ops_arr in parts.pop("op"):  # one lookup table per chunk (dictionaries may differ)
+            if pa.types.is_dictionary(ops_arr.type):
+                lut = np.array([_op_id(o) for o in ops_arr.dictionary.to_pylist()], dtype=np.int64)
+                ops.append(lut[ops_arr.indices.to_numpy(zero_copy_only=False)] if len(lut) else np.zeros(0, np.int64))
+            else:
+                ops.append(np.array([_op_id(o) for o in ops_arr.to_pylist()], dtype=np.int64))
+        op = np.concatenate(ops)
         n = op.size
+        fields = {k: v[0] if len(v) == 1 else pa.concat_arrays(v) for k, v in parts.items()}
         out = _Lists.of(fields["output_shape"])
         ws = _Lists.of(fields["weight_shape"])
         in0 = _Lists.first_of_nested(fields["input_shapes"])
@@ -203,13 +206,11 @@ class PackedGraphs:
         numeric[:, 6] = np.where(is_conv | conv_t, groups, has_w)
         numeric[:, 7] = flops
         numeric[:, 8] = params
-        edges = table.column("edges").combine_chunks()
-        e_off = edges.offsets.to_numpy().astype(np.int64)
-        e_fields = dict(zip([f.name for f in edges.type.value_type], edges.values.flatten()))
-        elo, ehi = int(e_off[0]), int(e_off[-1])
-        src = e_fields["src"].slice(elo, ehi - elo).to_numpy(zero_copy_only=False).astype(np.int64)
-        dst = e_fields["dst"].slice(elo, ehi - elo).to_numpy(zero_copy_only=False).astype(np.int64)
-        return cls(op=op, numeric=numeric, src=src, dst=dst, node_ptr=node_off - lo, edge_ptr=e_off - elo)
+        edge_ptr, e_parts = _list_of_struct_fields(table.column("edges"), ("src", "dst"))
+        src, dst = (
+            np.concatenate([a.to_numpy(zero_copy_only=False) for a in e_parts[k]]).astype(np.int64) for k in ("src", "dst")
+        )
+        return cls(op=op, numeric=numeric, src=src, dst=dst, node_ptr=node_ptr, edge_ptr=edge_ptr)
 
     def __len__(self) -> int:
         return len(self.node_ptr) - 1
@@ -349,8 +350,28 @@ def _segment_reduce(ufunc: np.ufunc, values: np.ndarray, starts: np.ndarray, len
     bounds[1::2] = s + lengths[ok]
     if bounds[-1] >= values.size:  # the last segment runs to the end of values
         bounds = bounds[:-1]
-    out[ok] = ufunc.reduceat(values, bounds)[0::2]
+    with np.errstate(over="ignore", invalid="ignore"):  # only the dropped gap results can overflow
+        out[ok] = ufunc.reduceat(values, bounds)[0::2]
     return out
+
+
+def _list_of_struct_fields(column: pa.ChunkedArray, names: Sequence[str]) -> tuple[np.ndarray, dict[str, list[pa.Array]]]:
+    """The ``(rows+1,)`` int64 offsets (from 0) of a ``list<struct>`` column and, per chunk,
+    the items' struct fields ``names`` (those the struct has), without combining the chunks
+    of the other fields."""
+    counts = [np.zeros(1, dtype=np.int64)]
+    parts: dict[str, list[pa.Array]] = {}
+    for chunk in column.chunks:
+        if len(chunk) == 0:
+            continue
+        off = chunk.offsets.to_numpy()
+        lo, hi = int(off[0]), int(off[-1])
+        counts.append(np.diff(off).astype(np.int64))
+        items = dict(zip([f.name for f in chunk.type.value_type], chunk.values.flatten()))
+        for k in names:
+            if k in items:
+                parts.setdefault(k, []).append(items[k].slice(lo, hi - lo))
+    return np.cumsum(np.concatenate(counts)), parts
 
 
 def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
