@@ -194,18 +194,19 @@ class PackedGraphs:
             m = wr & conv_t[r]
             add[m] = ws.item(1, 0.0, r[m]) * groups[r[m]]
             m = wr & np.isin(op[r], [OP_INDEX[o] for o in NORMS])
-            add[m] = ws.prod(r[m])
+            add[m] = params[r[m]]  # prod(w), as computed just above
             params[r] += add
-        numeric = np.empty((n, len(NUMERIC_FEATURES)))
-        numeric[:, 0] = in0.item(0, 0.0)
-        numeric[:, 1] = out.item(0, 0.0)
-        numeric[:, 2] = out.item(1, 1.0)
-        numeric[:, 3] = out.item(2, 1.0)
-        numeric[:, 4] = _Lists.of(fields["kernel"]).max()
-        numeric[:, 5] = _Lists.of(fields["stride"]).max()
-        numeric[:, 6] = np.where(is_conv | conv_t, groups, has_w)
-        numeric[:, 7] = flops
-        numeric[:, 8] = params
+        numeric = _columns(
+            in0.item(0, 0.0),
+            out.item(0, 0.0),
+            out.item(1, 1.0),
+            out.item(2, 1.0),
+            _Lists.of(fields["kernel"]).max(),
+            _Lists.of(fields["stride"]).max(),
+            np.where(is_conv | conv_t, groups, has_w),
+            flops,
+            params,
+        )
         edge_ptr, e_parts = _list_of_struct_fields(table.column("edges"), ("src", "dst"))
         src, dst = (
             np.concatenate([a.to_numpy(zero_copy_only=False) for a in e_parts[k]]).astype(np.int64) for k in ("src", "dst")
@@ -285,11 +286,13 @@ class _Lists:
     values: np.ndarray
     starts: np.ndarray
     lengths: np.ndarray
+    #: the lists lie back to back in ``values`` (a list array's own lists)
+    tiled: bool = False
 
     @classmethod
     def of(cls, arr: pa.ListArray) -> _Lists:
         off = arr.offsets.to_numpy()
-        return cls(arr.values.to_numpy(zero_copy_only=False), off[:-1], np.diff(off))
+        return cls(arr.values.to_numpy(zero_copy_only=False), off[:-1], np.diff(off), tiled=True)
 
     @classmethod
     def first_of_nested(cls, arr: pa.ListArray) -> _Lists:
@@ -326,32 +329,59 @@ class _Lists:
     def prod(self, rows: np.ndarray | None = None, *, start: int = 0) -> np.ndarray:
         """float64 product of each list from element ``start`` on (1.0 where nothing is left)."""
         starts, lengths = self._rows(rows)
+        if start == 0:
+            return _segment_reduce(np.multiply, self._f64, starts, lengths, 1.0, tiled=self.tiled and rows is None)
         return _segment_reduce(np.multiply, self._f64, starts + start, lengths - start, 1.0)
 
     def max(self) -> np.ndarray:
         """Largest element of each list, at least 0 (0 for an empty list)."""
-        return np.maximum(_segment_reduce(np.maximum, self.values, self.starts, self.lengths, 0), 0)
+        return np.maximum(_segment_reduce(np.maximum, self.values, self.starts, self.lengths, 0, tiled=self.tiled), 0)
 
 
-def _segment_reduce(ufunc: np.ufunc, values: np.ndarray, starts: np.ndarray, lengths: np.ndarray, empty: float) -> np.ndarray:
+def _segment_reduce(
+    ufunc: np.ufunc, values: np.ndarray, starts: np.ndarray, lengths: np.ndarray, empty: float, *, tiled: bool = False
+) -> np.ndarray:
     """``ufunc.reduce(values[s:s+l])`` for each (s, l), ``empty`` where ``l <= 0``.
 
     The non-empty segments must be ascending and disjoint (list slices are). One
     ``ufunc.reduceat`` over the interleaved starts and ends does them all; the results at the
-    ends (which reduce the gaps between segments) are dropped.
+    ends (which reduce the gaps between segments) are dropped. ``tiled``: the non-empty
+    segments lie back to back (a list array's own slices), so their starts alone suffice.
     """
-    out = np.full(starts.size, empty, dtype=np.result_type(values.dtype, type(empty)))
     ok = lengths > 0
-    s = starts[ok]
+    full = bool(ok.all())
+    s = starts if full else starts[ok]
+    dtype = np.result_type(values.dtype, type(empty))
     if s.size == 0:
-        return out
-    bounds = np.empty(2 * s.size, dtype=np.intp)
-    bounds[0::2] = s
-    bounds[1::2] = s + lengths[ok]
-    if bounds[-1] >= values.size:  # the last segment runs to the end of values
-        bounds = bounds[:-1]
-    with np.errstate(over="ignore", invalid="ignore"):  # only the dropped gap results can overflow
-        out[ok] = ufunc.reduceat(values, bounds)[0::2]
+        return np.full(starts.size, empty, dtype=dtype)
+    if tiled:
+        last = starts.size - 1 if full else starts.size - 1 - int(np.argmax(ok[::-1]))
+        lo, hi = int(s[0]), int(starts[last] + lengths[last])
+        red = ufunc.reduceat(values[lo:hi], s - lo)
+    else:
+        bounds = np.empty(2 * s.size, dtype=np.intp)
+        bounds[0::2] = s
+        bounds[1::2] = s + (lengths if full else lengths[ok])
+        if bounds[-1] >= values.size:  # the last segment runs to the end of values
+            bounds = bounds[:-1]
+        with np.errstate(over="ignore", invalid="ignore"):  # only the dropped gap results can overflow
+            red = ufunc.reduceat(values, bounds)[0::2]
+    if full:
+        return red.astype(dtype, copy=False)
+    out = np.full(starts.size, empty, dtype=dtype)
+    out[ok] = red
+    return out
+
+
+def _columns(*cols: np.ndarray, block: int = 16384) -> np.ndarray:
+    """The float64 matrix whose columns are ``cols`` (C order), filled block by block of rows
+    so that each block stays in cache while its columns are written (one pass over memory)."""
+    n = cols[0].size
+    out = np.empty((n, len(cols)))
+    for lo in range(0, n, block):
+        rows = out[lo : lo + block]
+        for j, c in enumerate(cols):
+            rows[:, j] = c[lo : lo + block]
     return out
 
 

@@ -116,6 +116,7 @@ def test_list_helpers_match_a_python_reference() -> None:
     rows = np.flatnonzero(rng.random(len(lists)) < 0.4)
     np.testing.assert_array_equal(ls.prod(), [float(np.prod(v)) for v in lists])
     np.testing.assert_array_equal(ls.prod(start=1), [float(np.prod(v[1:])) for v in lists])
+    np.testing.assert_array_equal(ls.prod(rows), [float(np.prod(lists[i])) for i in rows])
     np.testing.assert_array_equal(ls.prod(rows, start=1), [float(np.prod(lists[i][1:])) for i in rows])
     np.testing.assert_array_equal(ls.max(), [max([0, *v]) for v in lists])
     for k, default in ((0, 0.0), (2, 1.0), (9, -1.0)):
