@@ -301,9 +301,9 @@ class _Lists:
         inner = arr.values.offsets.to_numpy()
         vals = arr.values.values.to_numpy(zero_copy_only=False)
         has = outer[1:] > outer[:-1]
-        first = np.where(has, outer[:-1], 0)
+        first = outer[:-1]  # a valid index into inner even where the outer list is empty
         starts = inner[first]
-        lengths = np.where(has, inner[np.minimum(first + 1, inner.size - 1)] - starts, 0)
+        lengths = np.where(has, inner.take(first + 1, mode="clip") - starts, 0)
         return cls(vals, starts, lengths)
 
     def _rows(self, rows: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
@@ -318,7 +318,7 @@ class _Lists:
         starts, lengths = self._rows(rows)
         if self.values.size == 0:
             return np.full(starts.size, default)
-        got = self.values[np.minimum(starts + k, self.values.size - 1)]
+        got = self.values.take(starts + k if k else starts, mode="clip")  # clipped where absent
         return np.where(lengths > k, got, default)
 
     def last(self, default: float) -> np.ndarray:
