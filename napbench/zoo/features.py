@@ -364,7 +364,7 @@ def _segment_reduce(
         bounds[1::2] = s + (lengths if full else lengths[ok])
         if bounds[-1] >= values.size:  # the last segment runs to the end of values
             bounds = bounds[:-1]
-        with np.errstate(over="ignore", invalid="ignore"):  # only the dropped gap results can overflow
+        with np.errstate(over="ignore", invalid="ignore"):  # a gap's result (dropped) may overflow
             red = ufunc.reduceat(values, bounds)[0::2]
     if full:
         return red.astype(dtype, copy=False)
