@@ -135,61 +135,83 @@ class PackedGraphs:
 
         Per-node FLOPs and parameters follow :func:`~napbench.conversion.graph.node_flops`
         and :func:`~napbench.conversion.graph.node_params` (tests check both paths agree).
+        Shape products are float64 (exact below 2**53, as in :meth:`from_graphs`).
         """
         import pyarrow as pa
+
+        from napbench.conversion.vocab import NORMS
 
         missing = [c for c in ("nodes", "edges") if c not in table.column_names]
         if missing:
             raise SchemaError(f"table lacks graph column(s) {missing}; expected the napbench Parquet schema")
         if table.num_rows == 0:
             raise InvalidArgumentError("no graphs to featurise; expected at least one row")
-        nodes = table.column("nodes").combine_chunks()
-        node_off = nodes.offsets.to_numpy().astype(np.int64)
-        lo, hi = int(node_off[0]), int(node_off[-1])
-        fields = dict(zip([f.name for f in nodes.type.value_type], nodes.values.flatten()))
-        fields = {k: v.slice(lo, hi - lo) for k, v in fields.items()}
-        ops_arr = fields["op"]
-        if pa.types.is_dictionary(ops_arr.type):
-            lut = np.array([_op_id(o) for o in ops_arr.dictionary.to_pylist()], dtype=np.int64)
-            op = lut[ops_arr.indices.to_numpy(zero_copy_only=False).astype(np.int64)] if len(lut) else np.zeros(0, np.int64)
-        else:
-            op = np.array([_op_id(o) for o in ops_arr.to_pylist()], dtype=np.int64)
+        # only the node fields used below are gathered (never the names, paddings...)
+        node_ptr, parts = _list_of_struct_fields(
+            table.column("nodes"),
+            ("op", "output_shape", "weight_shape", "input_shapes", "kernel", "stride", "groups", "bias", "inner"),
+        )
+        ops = []
+        for ops_arr in parts.pop("op"):  # one lookup table per chunk (dictionaries may differ)
+            if pa.types.is_dictionary(ops_arr.type):
+                lut = np.array([_op_id(o) for o in ops_arr.dictionary.to_pylist()], dtype=np.int64)
+                ops.append(lut[ops_arr.indices.to_numpy(zero_copy_only=False)] if len(lut) else np.zeros(0, np.int64))
+            else:
+                ops.append(np.array([_op_id(o) for o in ops_arr.to_pylist()], dtype=np.int64))
+        op = np.concatenate(ops)
+        n = op.size
+        fields = {k: v[0] if len(v) == 1 else pa.concat_arrays(v) for k, v in parts.items()}
         out = _Lists.of(fields["output_shape"])
         ws = _Lists.of(fields["weight_shape"])
-        ker = _Lists.of(fields["kernel"])
-        strd = _Lists.of(fields["stride"])
         in0 = _Lists.first_of_nested(fields["input_shapes"])
-        groups = fields["groups"].to_numpy(zero_copy_only=False).astype(np.float64)
+        groups = fields["groups"].to_numpy(zero_copy_only=False)
         bias = fields["bias"].to_numpy(zero_copy_only=False).astype(bool)
-        names = list(OPS)
-        is_op = {o: op == names.index(o) for o in ("conv", "conv_transpose", "linear", "matmul")}
-        p_out, p_ws1 = out.prod(), ws.prod(start=1)
-        flops = np.zeros(op.size)
         has_w = ws.lengths > 0
-        m = (is_op["conv"] | is_op["linear"]) & has_w
-        flops[m] = p_out[m] * p_ws1[m]
-        m = is_op["conv_transpose"] & has_w
-        flops[m] = in0.prod()[m] * p_ws1[m]
-        m = is_op["matmul"]
-        flops[m] = p_out[m] * in0.last(1.0)[m]
-        params = np.where(has_w, ws.prod(), 0.0)
-        b_ct = is_op["conv_transpose"] & has_w
-        b_cl = (is_op["conv"] | is_op["linear"]) & has_w
-        b_other = np.where(out.lengths > 0, out.item(0, 1.0), 1.0)
-        params += bias * np.where(b_ct, ws.item(1, 0.0) * groups, np.where(b_cl, ws.item(0, 0.0), b_other))
-        grp = np.where(is_op["conv"] | is_op["conv_transpose"], groups, has_w.astype(np.float64))
-        numeric = np.empty((op.size, len(NUMERIC_FEATURES)))
-        for j, col in enumerate(
-            (in0.item(0, 0.0), out.item(0, 0.0), out.item(1, 1.0), out.item(2, 1.0), ker.max(), strd.max(), grp, flops, params)
-        ):
-            numeric[:, j] = col
-        edges = table.column("edges").combine_chunks()
-        e_off = edges.offsets.to_numpy().astype(np.int64)
-        e_fields = dict(zip([f.name for f in edges.type.value_type], edges.values.flatten()))
-        elo, ehi = int(e_off[0]), int(e_off[-1])
-        src = e_fields["src"].slice(elo, ehi - elo).to_numpy(zero_copy_only=False).astype(np.int64)
-        dst = e_fields["dst"].slice(elo, ehi - elo).to_numpy(zero_copy_only=False).astype(np.int64)
-        return cls(op=op, numeric=numeric, src=src, dst=dst, node_ptr=node_off - lo, edge_ptr=e_off - elo)
+        is_conv = op == OP_INDEX["conv"]
+        conv_lin = is_conv | (op == OP_INDEX["linear"])
+        conv_t = op == OP_INDEX["conv_transpose"]
+        # flops (node_flops): conv/linear prod(out) * prod(w[1:]); conv_transpose prod(in0) *
+        # prod(w[1:]); matmul prod(out) * inner
+        flops = np.zeros(n)
+        r = np.flatnonzero(conv_lin & has_w)
+        flops[r] = out.prod(r) * ws.prod(r, start=1)
+        r = np.flatnonzero(conv_t & has_w)
+        flops[r] = in0.prod(r) * ws.prod(r, start=1)
+        r = np.flatnonzero(op == OP_INDEX["matmul"])
+        if r.size:
+            inner = fields["inner"].to_numpy(zero_copy_only=False)[r] if "inner" in fields else in0.last(1.0)[r]
+            flops[r] = out.prod(r) * inner
+        # params (node_params): prod(w), plus the bias where there is one
+        params = np.zeros(n)
+        r = np.flatnonzero(has_w)
+        params[r] = ws.prod(r)
+        r = np.flatnonzero(bias)
+        if r.size:
+            add = out.item(0, 1.0, r)  # the canonical feature axis (1 without one)
+            wr = has_w[r]
+            m = wr & conv_lin[r]
+            add[m] = ws.item(0, 0.0, r[m])
+            m = wr & conv_t[r]
+            add[m] = ws.item(1, 0.0, r[m]) * groups[r[m]]
+            m = wr & np.isin(op[r], [OP_INDEX[o] for o in NORMS])
+            add[m] = params[r[m]]  # prod(w), as computed just above
+            params[r] += add
+        numeric = _columns(
+            in0.item(0, 0.0),
+            out.item(0, 0.0),
+            out.item(1, 1.0),
+            out.item(2, 1.0),
+            _Lists.of(fields["kernel"]).max(),
+            _Lists.of(fields["stride"]).max(),
+            np.where(is_conv | conv_t, groups, has_w),
+            flops,
+            params,
+        )
+        edge_ptr, e_parts = _list_of_struct_fields(table.column("edges"), ("src", "dst"))
+        src, dst = (
+            np.concatenate([a.to_numpy(zero_copy_only=False) for a in e_parts[k]]).astype(np.int64) for k in ("src", "dst")
+        )
+        return cls(op=op, numeric=numeric, src=src, dst=dst, node_ptr=node_ptr, edge_ptr=edge_ptr)
 
     def __len__(self) -> int:
         return len(self.node_ptr) - 1
@@ -291,56 +313,131 @@ def _op_id(op: str) -> int:
 
 @dataclass
 class _Lists:
-    """One small int list per node (a shape), as flat values + start + length (vectorised helpers)."""
+    """One small int list per node (a shape), as flat values + start + length (vectorised helpers).
+
+    The helpers work on the flat values directly (gathers and segment reductions, never a
+    padded matrix); ``rows`` picks some lists (ascending indices), all lists when None.
+    """
 
     values: np.ndarray
     starts: np.ndarray
     lengths: np.ndarray
+    #: the lists lie back to back in ``values`` (a list array's own lists)
+    tiled: bool = False
 
     @classmethod
     def of(cls, arr: pa.ListArray) -> _Lists:
-        off = arr.offsets.to_numpy().astype(np.int64)
-        vals = arr.values.to_numpy(zero_copy_only=False).astype(np.float64)
-        return cls(vals, off[:-1], np.diff(off))
+        off = arr.offsets.to_numpy()
+        return cls(arr.values.to_numpy(zero_copy_only=False), off[:-1], np.diff(off), tiled=True)
 
     @classmethod
     def first_of_nested(cls, arr: pa.ListArray) -> _Lists:
         """The first inner list of each outer list (empty where the outer list is empty)."""
-        outer = arr.offsets.to_numpy().astype(np.int64)
-        inner = arr.values.offsets.to_numpy().astype(np.int64)
-        vals = arr.values.values.to_numpy(zero_copy_only=False).astype(np.float64)
-        has = np.diff(outer) > 0
-        first = np.where(has, outer[:-1], 0)
+        outer = arr.offsets.to_numpy()
+        inner = arr.values.offsets.to_numpy()
+        vals = arr.values.values.to_numpy(zero_copy_only=False)
+        has = outer[1:] > outer[:-1]
+        first = outer[:-1]  # a valid index into inner even where the outer list is empty
         starts = inner[first]
-        lengths = np.where(has, inner[np.minimum(first + 1, inner.size - 1)] - starts, 0)
+        lengths = np.where(has, inner.take(first + 1, mode="clip") - starts, 0)
         return cls(vals, starts, lengths)
 
-    @cached_property
-    def dense(self) -> np.ndarray:
-        """``(N, max_len)`` matrix of the lists, NaN-padded."""
-        width = int(self.lengths.max(initial=0))
-        out = np.full((self.starts.size, width), np.nan)
-        for k in range(width):
-            m = self.lengths > k
-            out[m, k] = self.values[self.starts[m] + k]
-        return out
+    def _rows(self, rows: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        return (self.starts, self.lengths) if rows is None else (self.starts[rows], self.lengths[rows])
 
-    def item(self, k: int, default: float) -> np.ndarray:
-        if k >= self.dense.shape[1]:
-            return np.full(self.starts.size, default)
-        col = self.dense[:, k]
-        return np.where(np.isnan(col), default, col)
+    @cached_property
+    def _f64(self) -> np.ndarray:
+        return self.values.astype(np.float64)
+
+    def item(self, k: int, default: float, rows: np.ndarray | None = None) -> np.ndarray:
+        """Element ``k`` of each list as float64, ``default`` where the list is shorter."""
+        starts, lengths = self._rows(rows)
+        if self.values.size == 0:
+            return np.full(starts.size, default)
+        got = self.values.take(starts + k if k else starts, mode="clip")  # clipped where absent
+        return np.where(lengths > k, got, default)
 
     def last(self, default: float) -> np.ndarray:
         ok = self.lengths > 0
         idx = np.where(ok, self.starts + self.lengths - 1, 0)
         return np.where(ok, self.values[idx] if self.values.size else 0.0, default)
 
-    def prod(self, start: int = 0) -> np.ndarray:
-        return np.nan_to_num(self.dense[:, start:], nan=1.0).prod(axis=1)
+    def prod(self, rows: np.ndarray | None = None, *, start: int = 0) -> np.ndarray:
+        """float64 product of each list from element ``start`` on (1.0 where nothing is left)."""
+        starts, lengths = self._rows(rows)
+        if start == 0:
+            return _segment_reduce(np.multiply, self._f64, starts, lengths, 1.0, tiled=self.tiled and rows is None)
+        return _segment_reduce(np.multiply, self._f64, starts + start, lengths - start, 1.0)
 
     def max(self) -> np.ndarray:
-        return np.nan_to_num(self.dense, nan=0.0).max(axis=1, initial=0.0)
+        """Largest element of each list, at least 0 (0 for an empty list)."""
+        return np.maximum(_segment_reduce(np.maximum, self.values, self.starts, self.lengths, 0, tiled=self.tiled), 0)
+
+
+def _segment_reduce(
+    ufunc: np.ufunc, values: np.ndarray, starts: np.ndarray, lengths: np.ndarray, empty: float, *, tiled: bool = False
+) -> np.ndarray:
+    """``ufunc.reduce(values[s:s+l])`` for each (s, l), ``empty`` where ``l <= 0``.
+
+    The non-empty segments must be ascending and disjoint (list slices are). One
+    ``ufunc.reduceat`` over the interleaved starts and ends does them all; the results at the
+    ends (which reduce the gaps between segments) are dropped. ``tiled``: the non-empty
+    segments lie back to back (a list array's own slices), so their starts alone suffice.
+    """
+    ok = lengths > 0
+    full = bool(ok.all())
+    s = starts if full else starts[ok]
+    dtype = np.result_type(values.dtype, type(empty))
+    if s.size == 0:
+        return np.full(starts.size, empty, dtype=dtype)
+    if tiled:
+        last = starts.size - 1 if full else starts.size - 1 - int(np.argmax(ok[::-1]))
+        lo, hi = int(s[0]), int(starts[last] + lengths[last])
+        red = ufunc.reduceat(values[lo:hi], s - lo)
+    else:
+        bounds = np.empty(2 * s.size, dtype=np.intp)
+        bounds[0::2] = s
+        bounds[1::2] = s + (lengths if full else lengths[ok])
+        if bounds[-1] >= values.size:  # the last segment runs to the end of values
+            bounds = bounds[:-1]
+        with np.errstate(over="ignore", invalid="ignore"):  # a gap's result (dropped) may overflow
+            red = ufunc.reduceat(values, bounds)[0::2]
+    if full:
+        return red.astype(dtype, copy=False)
+    out = np.full(starts.size, empty, dtype=dtype)
+    out[ok] = red
+    return out
+
+
+def _columns(*cols: np.ndarray, block: int = 16384) -> np.ndarray:
+    """The float64 matrix whose columns are ``cols`` (C order), filled block by block of rows
+    so that each block stays in cache while its columns are written (one pass over memory)."""
+    n = cols[0].size
+    out = np.empty((n, len(cols)))
+    for lo in range(0, n, block):
+        rows = out[lo : lo + block]
+        for j, c in enumerate(cols):
+            rows[:, j] = c[lo : lo + block]
+    return out
+
+
+def _list_of_struct_fields(column: pa.ChunkedArray, names: Sequence[str]) -> tuple[np.ndarray, dict[str, list[pa.Array]]]:
+    """The ``(rows+1,)`` int64 offsets (from 0) of a ``list<struct>`` column and, per chunk,
+    the items' struct fields ``names`` (those the struct has), without combining the chunks
+    of the other fields."""
+    counts = [np.zeros(1, dtype=np.int64)]
+    parts: dict[str, list[pa.Array]] = {}
+    for chunk in column.chunks:
+        if len(chunk) == 0:
+            continue
+        off = chunk.offsets.to_numpy()
+        lo, hi = int(off[0]), int(off[-1])
+        counts.append(np.diff(off).astype(np.int64))
+        items = dict(zip([f.name for f in chunk.type.value_type], chunk.values.flatten()))
+        for k in names:
+            if k in items:
+                parts.setdefault(k, []).append(items[k].slice(lo, hi - lo))
+    return np.cumsum(np.concatenate(counts)), parts
 
 
 def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
