@@ -35,8 +35,8 @@ def _layer_by_layer(packed: PackedGraphs, convs: nn.ModuleList, bidirectional: b
     return global_mean_pool(h, b.batch, size=b.num_graphs)
 
 
-@pytest.mark.parametrize("bidirectional", [True, False])
-def test_pooled_graphconv_equals_layer_by_layer(nb201, bidirectional: bool) -> None:
+@pytest.mark.parametrize(("bidirectional", "colour_layers"), [(True, 3), (True, 2), (True, 0), (False, 3), (False, 1)])
+def test_pooled_graphconv_equals_layer_by_layer(nb201, bidirectional: bool, colour_layers: int) -> None:
     from torch_geometric.nn import GraphConv
 
     ds, _ = nb201
@@ -45,7 +45,7 @@ def test_pooled_graphconv_equals_layer_by_layer(nb201, bidirectional: bool) -> N
     torch.manual_seed(1)
     convs = nn.ModuleList([GraphConv(NUM_FEATURES if i == 0 else 16, 16) for i in range(3)])
     with torch.no_grad():
-        fast = pooled_graphconv(packed, convs, lambda x: x, bidirectional=bidirectional)
+        fast = pooled_graphconv(packed, convs, lambda x: x, bidirectional=bidirectional, colour_layers=colour_layers, chunk_nodes=300)
         ref = _layer_by_layer(packed, convs, bidirectional)
     np.testing.assert_allclose(fast.numpy(), ref.numpy(), rtol=1e-5, atol=1e-5)
     np.testing.assert_array_equal(fast[3].numpy(), fast[-1].numpy())
@@ -113,7 +113,8 @@ def test_a_dataset_is_packed_once_and_its_subsets_reuse_the_rows(nb201) -> None:
         p.take([len(ds)])
 
 
-def test_a_graph_gets_the_same_bits_whichever_graphs_come_with_it(nb201) -> None:
+@pytest.mark.parametrize("colour_layers", [4, 2, 0])  # all layers on colours, the last ones node by node, all node by node
+def test_a_graph_gets_the_same_bits_whichever_graphs_come_with_it(nb201, colour_layers: int) -> None:
     from torch_geometric.nn import GraphConv
 
     ds, _ = nb201
@@ -122,6 +123,6 @@ def test_a_graph_gets_the_same_bits_whichever_graphs_come_with_it(nb201) -> None
     alone = PackedGraphs.from_graphs(ds.graphs[10:14])
     crowd = PackedGraphs.from_graphs([*ds.graphs[30:60], *_user_graphs(), *ds.graphs[10:14]])
     with torch.no_grad():
-        a = pooled_graphconv(alone, convs, lambda x: x)
-        b = pooled_graphconv(crowd, convs, lambda x: x)[-4:]
+        a = pooled_graphconv(alone, convs, lambda x: x, colour_layers=colour_layers)
+        b = pooled_graphconv(crowd, convs, lambda x: x, colour_layers=colour_layers, chunk_nodes=1000)[-4:]
     np.testing.assert_array_equal(a.numpy(), b.numpy())
