@@ -31,20 +31,12 @@ import numpy as np
 import torch
 
 from napbench.errors import InvalidArgumentError
-from napbench.zoo.features import NUM_FEATURES, NUM_OPS, PackedGraphs
+from napbench.zoo.features import NUM_FEATURES, NUM_OPS, PackedGraphs, concat_ranges
+from napbench.zoo.wl import mix64
 
 __all__ = ["Colours", "colour_refinement", "node_features_at", "pooled_graphconv"]
 
 _U = np.uint64
-
-
-def _mix(x: np.ndarray) -> np.ndarray:
-    """splitmix64 finaliser, elementwise on uint64 (wrapping arithmetic)."""
-    with np.errstate(over="ignore"):
-        x = x + _U(0x9E3779B97F4A7C15)
-        x = (x ^ (x >> _U(30))) * _U(0xBF58476D1CE4E5B9)
-        x = (x ^ (x >> _U(27))) * _U(0x94D049BB133111EB)
-        return x ^ (x >> _U(31))
 
 
 @dataclass(frozen=True)
@@ -86,22 +78,22 @@ class _Refinement:
         self.deg = np.bincount(dst, minlength=n).astype(np.int64)
         self.ptr = np.zeros(n + 1, dtype=np.int64)
         np.cumsum(self.deg, out=self.ptr[1:])
-        h = _mix(packed.op.astype(_U))
+        h = mix64(packed.op.astype(_U))
         bits = np.ascontiguousarray(packed.numeric, dtype=np.float64).view(_U)
         for j in range(bits.shape[1]):
-            h = _mix(h ^ bits[:, j])
+            h = mix64(h ^ bits[:, j])
         self.rounds = [_factorize(h)]
 
     def upto(self, rounds: int) -> list[Colours]:
         while len(self.rounds) <= rounds:
             h = self.rounds[-1].hash[self.rounds[-1].inverse]
-            m = _mix(h[self.nbr])
+            m = mix64(h[self.nbr])
             agg = np.zeros_like(h)
             has = self.deg > 0
             if m.size:
                 with np.errstate(over="ignore"):
                     agg[has] = np.add.reduceat(m, self.ptr[:-1][has])  # wrapping sum: an order-free multiset hash
-            self.rounds.append(_factorize(_mix(h ^ _mix(agg ^ _U(0x243F6A8885A308D3)))))
+            self.rounds.append(_factorize(mix64(h ^ mix64(agg ^ _U(0x243F6A8885A308D3)))))
         return self.rounds[: rounds + 1]
 
     def neighbours(self, nodes: np.ndarray, colours: Colours) -> tuple[np.ndarray, np.ndarray]:
@@ -112,10 +104,7 @@ class _Refinement:
         total = int(deg.sum())
         if total == 0:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-        offs = np.zeros(len(nodes), dtype=np.int64)
-        np.cumsum(deg[:-1], out=offs[1:])
-        idx = np.repeat(self.ptr[nodes] - offs, deg) + np.arange(total, dtype=np.int64)
-        colour = colours.inverse[self.nbr[idx]]
+        colour = colours.inverse[self.nbr[concat_ranges(self.ptr[nodes], deg)]]
         owner = np.repeat(np.arange(len(nodes), dtype=np.int64), deg)
         # float addition is commutative, so only receivers of three or more messages need an order
         many = np.repeat(deg >= 3, deg)

@@ -223,7 +223,7 @@ class PackedGraphs:
             raise InvalidArgumentError(f"graph index out of range; expected 0 <= i < {len(self)}")
         nlo, n_per = self.node_ptr[idx], np.diff(self.node_ptr)[idx]
         elo, e_per = self.edge_ptr[idx], np.diff(self.edge_ptr)[idx]
-        node_rows, edge_rows = _ranges(nlo, n_per), _ranges(elo, e_per)
+        node_rows, edge_rows = concat_ranges(nlo, n_per), concat_ranges(elo, e_per)
         node_ptr, edge_ptr = np.zeros(idx.size + 1, dtype=np.int64), np.zeros(idx.size + 1, dtype=np.int64)
         np.cumsum(n_per, out=node_ptr[1:])
         np.cumsum(e_per, out=edge_ptr[1:])
@@ -254,8 +254,8 @@ class PackedGraphs:
         nlo, nhi = self.node_ptr[idx], self.node_ptr[idx + 1]
         elo, ehi = self.edge_ptr[idx], self.edge_ptr[idx + 1]
         n_per, e_per = nhi - nlo, ehi - elo
-        node_rows = _ranges(nlo, n_per)
-        edge_rows = _ranges(elo, e_per)
+        node_rows = concat_ranges(nlo, n_per)
+        edge_rows = concat_ranges(elo, e_per)
         ptr = np.zeros(idx.size + 1, dtype=np.int64)
         np.cumsum(n_per, out=ptr[1:])
         shift = np.repeat(ptr[:-1], e_per)
@@ -440,7 +440,7 @@ def _list_of_struct_fields(column: pa.ChunkedArray, names: Sequence[str]) -> tup
     return np.cumsum(np.concatenate(counts)), parts
 
 
-def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+def concat_ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     """Concatenation of ``arange(s, s+l)`` for each (s, l), vectorised."""
     total = int(lengths.sum())
     if total == 0:

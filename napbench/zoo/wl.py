@@ -33,14 +33,14 @@ from napbench.errors import InvalidArgumentError
 from napbench.zoo._graphs import GraphsLike
 from napbench.zoo.features import PackedGraphs, pack
 
-__all__ = ["WLRidge", "wl_labels"]
+__all__ = ["WLRidge", "mix64", "wl_labels"]
 
 _U = np.uint64
 _SALT_IN, _SALT_OUT = _U(0x243F6A8885A308D3), _U(0x13198A2E03707344)
 
 
-def _mix(x: np.ndarray) -> np.ndarray:
-    """splitmix64 finaliser, elementwise on uint64 (wrapping arithmetic)."""
+def mix64(x: np.ndarray) -> np.ndarray:
+    """splitmix64 finaliser, elementwise on uint64 (wrapping arithmetic): a 64-bit hash step."""
     with np.errstate(over="ignore"):
         x = x + _U(0x9E3779B97F4A7C15)
         x = (x ^ (x >> _U(30))) * _U(0xBF58476D1CE4E5B9)
@@ -69,15 +69,15 @@ def wl_labels(graphs: GraphsLike | PackedGraphs, iterations: int = 2) -> tuple[n
     depthwise = (groups > 1) & (groups == c_in)
     lab = _op_hashes()[p.op]
     for extra in (kernel, stride, depthwise):
-        lab = _mix(lab ^ extra.astype(_U))
+        lab = mix64(lab ^ extra.astype(_U))
     out = [lab]
     for _ in range(iterations):
         agg_in = np.zeros_like(lab)
         agg_out = np.zeros_like(lab)
         with np.errstate(over="ignore"):
-            np.add.at(agg_in, dst, _mix(lab[src] ^ _SALT_IN))
-            np.add.at(agg_out, src, _mix(lab[dst] ^ _SALT_OUT))
-        lab = _mix(lab ^ _mix(agg_in) ^ _mix(agg_out ^ _SALT_OUT))
+            np.add.at(agg_in, dst, mix64(lab[src] ^ _SALT_IN))
+            np.add.at(agg_out, src, mix64(lab[dst] ^ _SALT_OUT))
+        lab = mix64(lab ^ mix64(agg_in) ^ mix64(agg_out ^ _SALT_OUT))
         out.append(lab)
     return np.tile(gid, iterations + 1), np.concatenate(out)
 

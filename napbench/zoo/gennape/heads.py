@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from napbench.errors import NumericalError
+from napbench.zoo.features import concat_ranges
 
 __all__ = ["ClusterMLP", "merge_sort_order", "merge_sort_rank", "normal_scores", "train_pairwise", "train_regression"]
 
@@ -202,7 +203,7 @@ def merge_sort_order(n: int, beats: Callable[[np.ndarray, np.ndarray], np.ndarra
             done = (ll >= lh) | (rl >= rh)  # one side empty: the other is copied in order
             if done.any():
                 for lo, hi in ((ll[done], lh[done]), (rl[done], rh[done])):
-                    src = _spans(lo, hi - lo)
+                    src = concat_ranges(lo, hi - lo)
                     new[np.repeat(out[done] - lo, hi - lo) + src] = order[src]
                 keep = ~done
                 ll, lh, rl, rh, out = ll[keep], lh[keep], rl[keep], rh[keep], out[keep]
@@ -226,16 +227,6 @@ def merge_sort_order(n: int, beats: Callable[[np.ndarray, np.ndarray], np.ndarra
     if counter is not None:
         counter[:] = [compared]
     return order
-
-
-def _spans(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    """Concatenation of ``arange(s, s + l)`` for each ``(s, l)``, vectorised."""
-    total = int(lengths.sum())
-    if total == 0:
-        return np.zeros(0, dtype=np.int64)
-    offs = np.zeros(lengths.size, dtype=np.int64)
-    np.cumsum(lengths[:-1], out=offs[1:])
-    return np.repeat(starts - offs, lengths) + np.arange(total, dtype=np.int64)
 
 
 @torch.no_grad()
