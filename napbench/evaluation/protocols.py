@@ -584,12 +584,17 @@ def plot_pred_vs_true(report: TransferReport, target: str, out: str | os.PathLik
             lo, hi = min(lo, float(t.min())), max(hi, float(t.max()))
         if math.isfinite(lo):
             ax.plot([lo, hi], [lo, hi], color="grey", lw=0.8, ls=":")
-        ax.set_title(p, fontsize=9)
+        ax.set_title(_short(p), fontsize=9)
         ax.set_xlabel("true label")
         ax.set_ylabel("predicted")
         ax.legend(fontsize=7, loc="upper left")
     fig.suptitle(f"{target}: predicted vs true")
     return _atomic_png(fig, Path(out) / f"pred_vs_true_{_safe(target)}.png")
+
+
+def _short(predictor: str) -> str:
+    """A plot label: a checkpoint path's last folder (``runs/.../members/04-kgnn`` -> ``04-kgnn``)."""
+    return Path(predictor).name if "/" in predictor or os.sep in predictor else predictor
 
 
 def ndcg_curve(y_true: np.ndarray, y_pred: np.ndarray, ks: Sequence[int]) -> np.ndarray:
@@ -613,7 +618,7 @@ def plot_ndcg_curve(report: TransferReport, target: str, out: str | os.PathLike[
             n = min(len(t) for t, _ in c.preds)
             ks = np.arange(1, min(max_k, n) + 1)
             curve = np.mean([ndcg_curve(t, y, ks) for t, y in c.preds], axis=0)
-            ax.plot(ks, curve, ls=ls, color=colors[p], label=f"{p} ({setting})")
+            ax.plot(ks, curve, ls=ls, color=colors[p], label=f"{_short(p)} ({setting})")
             drawn = True
     if not drawn:
         return None
