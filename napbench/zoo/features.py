@@ -282,26 +282,27 @@ def pack(graphs: Sequence[CompGraph] | PackedGraphs | object) -> PackedGraphs:
     if isinstance(graphs, PackedGraphs):
         return graphs
     if is_dataset(graphs):
-        cache = getattr(graphs, "cache", None)
-        if isinstance(cache, dict):
-            if _CACHE_KEY not in cache:
-                cache[_CACHE_KEY] = PackedGraphs.from_arrow(graphs.table)  # type: ignore[attr-defined]
-            return cache[_CACHE_KEY]
-        return PackedGraphs.from_arrow(graphs.table)  # type: ignore[attr-defined]
+        packed = packed_if_cached(graphs)
+        if packed is None:
+            packed = PackedGraphs.from_arrow(graphs.table)  # type: ignore[attr-defined]
+            keep_packed(graphs, packed)
+        return packed
     return PackedGraphs.from_graphs(list(graphs))  # type: ignore[call-overload]
 
 
 def packed_if_cached(graphs: object) -> PackedGraphs | None:
-    """The packed features :func:`pack` already keeps for the dataset ``graphs``, or None."""
+    """The packed features :func:`pack` already keeps for the dataset ``graphs``, or None (also when
+    the dataset's table was replaced since)."""
     cache = getattr(graphs, "cache", None)
-    return cache.get(_CACHE_KEY) if isinstance(cache, dict) else None
+    entry = cache.get(_CACHE_KEY) if isinstance(cache, dict) else None
+    return entry[1] if entry is not None and entry[0] is getattr(graphs, "table", None) else None
 
 
 def keep_packed(graphs: object, packed: PackedGraphs) -> None:
     """Record ``packed`` as the features of the dataset ``graphs`` (e.g. taken from its parent's)."""
     cache = getattr(graphs, "cache", None)
     if isinstance(cache, dict) and len(packed) == len(graphs):  # type: ignore[arg-type]
-        cache[_CACHE_KEY] = packed
+        cache[_CACHE_KEY] = (graphs.table, packed)  # type: ignore[attr-defined]
 
 
 def _op_id(op: str) -> int:

@@ -111,6 +111,8 @@ def test_a_dataset_is_packed_once_and_its_subsets_reuse_the_rows(nb201) -> None:
         np.testing.assert_array_equal(getattr(kept, f), getattr(fresh, f), err_msg=f)
     with pytest.raises(InvalidArgumentError, match="out of range"):
         p.take([len(ds)])
+    ds.table = ds.table.slice(0, 5)  # a replaced table is packed again, not served stale
+    assert packed_if_cached(ds) is None and len(pack(ds)) == 5
 
 
 @pytest.mark.parametrize("colour_layers", [4, 2, 0])  # all layers on colours, the last ones node by node, all node by node
