@@ -79,13 +79,14 @@ def test_a_non_sum_aggregator_is_refused(nb201) -> None:
 
 def test_encoder_and_kgnn_predict_as_their_forward(nb201) -> None:
     ds, _ = nb201
-    packed = PackedGraphs.from_graphs([*ds.graphs[:12], *_user_graphs()])
+    packed = PackedGraphs.from_graphs([*ds.graphs[:12], *_user_graphs(), ds.graphs[4]])
     torch.manual_seed(2)
     enc = GraphEncoder(num_ops=NUM_FEATURES - 9, hidden=16, gnn_layers=2, heads=2, max_attention_nodes=24).eval()
     with torch.no_grad():
         fast = enc.embed_packed(packed, batch_size=5)  # NB-201 graphs are strided to 24 nodes, the user graphs are not
         ref = enc(packed.batch())
     np.testing.assert_allclose(fast.numpy(), ref.numpy(), rtol=1e-4, atol=1e-5)
+    np.testing.assert_array_equal(fast[4].numpy(), fast[-1].numpy())  # one attention input, computed once
     with pytest.raises(InvalidArgumentError, match="eval mode"):
         enc.train().embed_packed(packed)
     kg = KGNN(hidden=8, layers=3)
