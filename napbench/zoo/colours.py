@@ -31,10 +31,10 @@ import numpy as np
 import torch
 
 from napbench.errors import InvalidArgumentError
-from napbench.zoo.features import NUM_FEATURES, NUM_OPS, PackedGraphs, concat_ranges
+from napbench.zoo.features import PackedGraphs, concat_ranges
 from napbench.zoo.wl import mix64
 
-__all__ = ["Colours", "colour_refinement", "node_features_at", "pooled_graphconv"]
+__all__ = ["Colours", "colour_refinement", "pooled_graphconv"]
 
 _U = np.uint64
 
@@ -68,8 +68,7 @@ class _Refinement:
     """Colours of rounds ``0..`` of one packed set of graphs, computed on demand and kept."""
 
     def __init__(self, packed: PackedGraphs, bidirectional: bool) -> None:
-        eg = np.repeat(np.arange(len(packed), dtype=np.int64), np.diff(packed.edge_ptr))
-        src, dst = packed.src + packed.node_ptr[eg], packed.dst + packed.node_ptr[eg]
+        src, dst = packed.global_edges
         if bidirectional:
             src, dst = np.concatenate([src, dst]), np.concatenate([dst, src])
         order = np.argsort(dst, kind="stable")
@@ -131,21 +130,12 @@ def colour_refinement(packed: PackedGraphs, rounds: int, *, bidirectional: bool 
     return _refinement(packed, bidirectional).upto(rounds)
 
 
-def node_features_at(packed: PackedGraphs, nodes: np.ndarray) -> np.ndarray:
-    """The ``(len(nodes), NUM_FEATURES)`` float32 feature rows of the flat node indices ``nodes``
-    (the rows :meth:`PackedGraphs.batch` builds)."""
-    x = np.zeros((len(nodes), NUM_FEATURES), dtype=np.float32)
-    x[np.arange(len(nodes)), packed.op[nodes]] = 1.0
-    x[:, NUM_OPS:] = np.log1p(packed.numeric[nodes])
-    return x
-
-
 def pooled_graphconv(packed: PackedGraphs, convs: Sequence[torch.nn.Module],
                      first: Callable[[torch.Tensor], torch.Tensor], *, bidirectional: bool = True,
                      colour_layers: int = 3, chunk_nodes: int = 50_000) -> torch.Tensor:
     """``(G, hidden)``: per-graph mean of ``relu(conv(...))`` applied layer after layer, the
     layer-by-layer result of a ``GraphConv`` stack (sum aggregation) in eval mode. ``first`` maps
-    raw node features (:func:`node_features_at`) to the first layer's input.
+    raw node features (:meth:`PackedGraphs.node_features_at`) to the first layer's input.
 
     The first ``colour_layers`` layers run on distinct colours. Later rounds have nearly as many
     colours as nodes (NB-201: 20 % at round 3, 44 % at round 4), so the remaining layers run node by
@@ -162,7 +152,7 @@ def pooled_graphconv(packed: PackedGraphs, convs: Sequence[torch.nn.Module],
     ref = _refinement(packed, bidirectional)
     done = min(colour_layers, len(convs))
     rounds = ref.upto(done)
-    h = first(torch.from_numpy(node_features_at(packed, rounds[0].rep)))
+    h = first(torch.from_numpy(packed.node_features_at(rounds[0].rep)))
     for k in range(done):
         prev, cur, conv = rounds[k], rounds[k + 1], convs[k]
         # the linear maps first, on the (fewer) colours of the round before, then gathered and summed
@@ -188,6 +178,7 @@ def pooled_graphconv(packed: PackedGraphs, convs: Sequence[torch.nn.Module],
 def _finish_by_node(packed: PackedGraphs, h: torch.Tensor, inverse: np.ndarray, convs: Sequence[torch.nn.Module],
                     bidirectional: bool, chunk_nodes: int) -> torch.Tensor:
     """The remaining layers node by node (``h`` per colour, ``inverse`` the nodes' colours), mean-pooled."""
+    src, dst = packed.global_edges
     parts = []
     lo = 0
     ends = np.searchsorted(packed.node_ptr, packed.node_ptr[:-1] + max(1, chunk_nodes), side="right") - 1
@@ -195,8 +186,7 @@ def _finish_by_node(packed: PackedGraphs, h: torch.Tensor, inverse: np.ndarray, 
         hi = max(lo + 1, int(ends[lo]))  # whole graphs, about chunk_nodes nodes
         n0, n1 = int(packed.node_ptr[lo]), int(packed.node_ptr[hi])
         e0, e1 = int(packed.edge_ptr[lo]), int(packed.edge_ptr[hi])
-        shift = np.repeat(packed.node_ptr[lo:hi] - n0, np.diff(packed.edge_ptr[lo : hi + 1]))
-        ei = torch.from_numpy(np.stack([packed.src[e0:e1] + shift, packed.dst[e0:e1] + shift]))
+        ei = torch.from_numpy(np.stack([src[e0:e1] - n0, dst[e0:e1] - n0]))
         if bidirectional:
             ei = torch.cat([ei, ei.flip(0)], dim=1)
         x = h.index_select(0, torch.from_numpy(inverse[n0:n1]))

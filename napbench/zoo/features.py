@@ -232,10 +232,20 @@ class PackedGraphs:
 
     def node_features(self, lo: int, hi: int) -> np.ndarray:
         """Feature matrix ``(hi-lo, NUM_FEATURES)`` of the flat node range ``[lo, hi)``."""
-        x = np.zeros((hi - lo, NUM_FEATURES), dtype=np.float32)
-        x[np.arange(hi - lo), self.op[lo:hi]] = 1.0
-        x[:, NUM_OPS:] = np.log1p(self.numeric[lo:hi])
+        return self.node_features_at(np.arange(lo, hi))
+
+    def node_features_at(self, nodes: np.ndarray) -> np.ndarray:
+        """Feature matrix ``(len(nodes), NUM_FEATURES)`` (float32) of the flat node indices ``nodes``."""
+        x = np.zeros((len(nodes), NUM_FEATURES), dtype=np.float32)
+        x[np.arange(len(nodes)), self.op[nodes]] = 1.0
+        x[:, NUM_OPS:] = np.log1p(self.numeric[nodes])
         return x
+
+    @cached_property
+    def global_edges(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(src, dst)`` of every edge as flat node indices (over all graphs), computed once."""
+        shift = np.repeat(self.node_ptr[:-1], np.diff(self.edge_ptr))
+        return self.src + shift, self.dst + shift
 
     def batch(self, indices: Sequence[int] | np.ndarray | None = None) -> Batch:
         """A ``torch_geometric`` :class:`~torch_geometric.data.Batch` of the graphs ``indices``
@@ -259,9 +269,7 @@ class PackedGraphs:
         ptr = np.zeros(idx.size + 1, dtype=np.int64)
         np.cumsum(n_per, out=ptr[1:])
         shift = np.repeat(ptr[:-1], e_per)
-        x = np.zeros((node_rows.size, NUM_FEATURES), dtype=np.float32)
-        x[np.arange(node_rows.size), self.op[node_rows]] = 1.0
-        x[:, NUM_OPS:] = np.log1p(self.numeric[node_rows])
+        x = self.node_features_at(node_rows)
         edge_index = np.stack([self.src[edge_rows] + shift, self.dst[edge_rows] + shift])
         return Batch(
             x=torch.from_numpy(x),
@@ -439,6 +447,16 @@ def _list_of_struct_fields(column: pa.ChunkedArray, names: Sequence[str]) -> tup
             if k in items:
                 parts.setdefault(k, []).append(items[k].slice(lo, hi - lo))
     return np.cumsum(np.concatenate(counts)), parts
+
+
+def distinct_in_order(keys: np.ndarray, *, axis: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``(rows, position)``: the index of the first occurrence of each distinct key (rows of
+    ``keys`` with ``axis=0``), in the keys' order, and each key's position in ``rows``."""
+    _, first, inverse = np.unique(keys, axis=axis, return_index=True, return_inverse=True)
+    order = np.argsort(first)
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    return first[order], rank[inverse.reshape(-1)]
 
 
 def concat_ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:

@@ -63,8 +63,7 @@ def wl_labels(graphs: GraphsLike | PackedGraphs, iterations: int = 2) -> tuple[n
     p = pack(graphs)
     n_graphs = len(p)
     gid = np.repeat(np.arange(n_graphs), np.diff(p.node_ptr))
-    eg = np.repeat(np.arange(n_graphs), np.diff(p.edge_ptr))
-    src, dst = p.src + p.node_ptr[eg], p.dst + p.node_ptr[eg]
+    src, dst = p.global_edges
     kernel, stride, groups, c_in = (p.numeric[:, j] for j in (4, 5, 6, 0))
     depthwise = (groups > 1) & (groups == c_in)
     lab = _op_hashes()[p.op]

@@ -105,26 +105,23 @@ class GraphEncoder(nn.Module):
         (NB-201: 6,672 among 11,640 distinct graphs, which differ only in nodes the stride skips)."""
         if self.training:
             raise InvalidArgumentError("embed_packed is an inference path; expected the encoder in eval mode")
-        from napbench.zoo.colours import colour_refinement, node_features_at, pooled_graphconv
+        from napbench.zoo.colours import colour_refinement, pooled_graphconv
+        from napbench.zoo.features import distinct_in_order
 
         g = pooled_graphconv(packed, self.convs, self._features)
         index, mask = (t.numpy() for t in self._attention_index(torch.from_numpy(packed.node_ptr)))
         same_input = colour_refinement(packed, 0)[0].inverse  # round 0: equal node features
-        _, first, inverse = np.unique(np.where(mask, -1, same_input[index]), axis=0, return_index=True, return_inverse=True)
-        order = np.argsort(first)  # one representative per sequence, in graph order
-        rank = np.empty_like(order)
-        rank[order] = np.arange(len(order))
-        reps = first[order]
+        reps, position = distinct_in_order(np.where(mask, -1, same_input[index]), axis=0)  # one graph per sequence
         parts = []
         for lo in range(0, len(reps), batch_size):
             rows = reps[lo : lo + batch_size]
             width = int((~mask[rows]).sum(1).max())
             idx, pad = index[rows, :width], mask[rows, :width]
-            x = self.proj(self._features(torch.from_numpy(node_features_at(packed, idx[~pad]))))
+            x = self.proj(self._features(torch.from_numpy(packed.node_features_at(idx[~pad]))))
             dense = x.new_zeros((*idx.shape, x.shape[1]))
             dense[torch.from_numpy(~pad)] = x
             parts.append(self._attend(dense, torch.from_numpy(pad)))
-        t = torch.cat(parts)[torch.from_numpy(rank[inverse.reshape(-1)])]
+        t = torch.cat(parts)[torch.from_numpy(position)]
         return torch.cat([g, t], dim=1)
 
     def _attention_index(self, ptr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

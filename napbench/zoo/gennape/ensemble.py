@@ -52,6 +52,7 @@ from napbench.zoo._checkpoint import load_members, save_members
 from napbench.zoo._graphs import GraphsLike, check_graphs_labels, graph_family_of_each, is_dataset, take_graphs
 from napbench.zoo._interface import Predictor, utc_now
 from napbench.zoo._registry import get_predictor, register_predictor
+from napbench.zoo.features import distinct_in_order
 from napbench.zoo.gennape import transforms as T
 from napbench.zoo.gennape.predictors import LABEL_TASK, EncoderCache, GennapePairwise, GennapePredictor
 from napbench.zoo.wl import WLRidge
@@ -389,13 +390,11 @@ def _distinct(graphs: GraphsLike) -> tuple[GraphsLike, np.ndarray | None]:
         keys = [f"{h}|{f}" for h, f in zip(t.column("graph_id").to_pylist(), t.column("family").to_pylist())]
     else:
         keys = [f"{g.canonical_hash}|{g.meta.get('family')}" for g in graphs]
-    _, rows, inverse = np.unique(np.asarray(keys, dtype=object), return_index=True, return_inverse=True)
+    # in the graphs' order (population statistics do not care, merge sort ties do)
+    rows, position = distinct_in_order(np.asarray(keys, dtype=object))
     if len(rows) == len(keys):
         return graphs, None
-    order = np.argsort(rows)  # keep the graphs' order (population statistics do not care, merge sort ties do)
-    rank = np.empty_like(order)
-    rank[order] = np.arange(len(order))
-    return take_graphs(graphs, rows[order]), rank[inverse.reshape(-1)]
+    return take_graphs(graphs, rows), position
 
 
 def _family_z(graphs: GraphsLike, y: np.ndarray, source_task: str | None) -> tuple[GraphsLike, np.ndarray]:
