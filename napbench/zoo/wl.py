@@ -42,10 +42,14 @@ _SALT_IN, _SALT_OUT = _U(0x243F6A8885A308D3), _U(0x13198A2E03707344)
 def mix64(x: np.ndarray) -> np.ndarray:
     """splitmix64 finaliser, elementwise on uint64 (wrapping arithmetic): a 64-bit hash step."""
     with np.errstate(over="ignore"):
-        x = x + _U(0x9E3779B97F4A7C15)
-        x = (x ^ (x >> _U(30))) * _U(0xBF58476D1CE4E5B9)
-        x = (x ^ (x >> _U(27))) * _U(0x94D049BB133111EB)
-        return x ^ (x >> _U(31))
+        x = x + _U(0x9E3779B97F4A7C15)  # a new array; the steps below work in place (two arrays, not seven)
+        t = np.empty_like(x)
+        for shift, mul in ((30, _U(0xBF58476D1CE4E5B9)), (27, _U(0x94D049BB133111EB)), (31, None)):
+            np.right_shift(x, _U(shift), out=t)
+            x ^= t
+            if mul is not None:
+                x *= mul
+        return x
 
 
 def _op_hashes() -> np.ndarray:

@@ -21,9 +21,9 @@ from napbench.errors import MirrorError, UnknownNameError
 
 if TYPE_CHECKING:  # pragma: no cover
     import polars as pl
+    import torch.nn as nn
 
     from napbench.conversion.graph import CompGraph
-    import torch.nn as nn
 
 #: candidate ops, in the order the ``op_key`` digits use (none 0 ... avg_pool_3x3 4)
 OPS: tuple[str, ...] = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")

@@ -374,7 +374,7 @@ class GennapePredictor(Predictor):
         return self._fingerprint
 
     @torch.no_grad()
-    def embed(self, graphs: GraphsLike, *, batch_size: int = 1024) -> np.ndarray:
+    def embed(self, graphs: GraphsLike, *, batch_size: int = 256) -> np.ndarray:
         """``(N, 128)`` encoder embeddings (eval mode), cached per graph id."""
         ids = _graph_ids(graphs)
         store = self.cache.embeddings.setdefault(self.fingerprint(), {})
