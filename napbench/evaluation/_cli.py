@@ -177,7 +177,7 @@ def add_parsers(sub: Any) -> None:
     common.add_argument("--quiet", action="store_true", help="no progress bars")
 
     p = sub.add_parser("train", parents=[common], help="fit a predictor on source families and save a checkpoint")
-    p.add_argument("predictor", nargs="?", default=None, help="registered predictor (kgnn, flops, params, zc:<proxy>, zc:vote)")
+    p.add_argument("predictor", nargs="?", default=None, help="registered predictor, e.g. gennape, kgnn, flops, zc:<proxy> (an unknown name lists every registered one)")
     p.add_argument("--source", action="append", default=None, help="source family (repeatable)")
     p.add_argument("--out", default=None, help="checkpoint folder (default runs/checkpoints/<predictor>-<sources>)")
     p.add_argument("--epochs", type=count("--epochs", zero="the predictor's default"), default=None,
@@ -194,7 +194,7 @@ def add_parsers(sub: Any) -> None:
 
     p = sub.add_parser("evaluate", parents=[common], help="zero-shot / k-shot evaluation on target families")
     p.add_argument("predictors", nargs="+", metavar="CHECKPOINT|PROXY",
-                   help="checkpoint folders or registered predictors (flops, params, zc:<proxy>, zc:vote; kgnn with --source)")
+                   help="checkpoint folders or registered predictors (e.g. flops, zc:<proxy>; trained ones such as gennape or kgnn with --source or --lofo)")
     p.add_argument("--target", action="append", default=None, help="target family (repeatable)")
     p.add_argument("--source", action="append", default=None, help="fit registered predictors on these families first")
     p.add_argument("--lofo", action="store_true", help="leave-one-family-out: hold out each --target family (default: the five labelled ones)")
