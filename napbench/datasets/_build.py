@@ -193,6 +193,10 @@ class GraphDataset:
     ``graphs`` materialises CompGraphs lazily (once); ``labels(col)`` returns a float array
     (NaN where an architecture has no label); ``frame()`` is the polars view of the
     non-graph columns.
+
+    A :meth:`subset` takes its rows of the parent's table on first use of ``table``;
+    :meth:`column` reads one column of those rows without taking the nested graph columns (the
+    costly part: NB-201's node lists hold 2.8 million structs).
     """
 
     name: str
@@ -205,7 +209,43 @@ class GraphDataset:
     cache: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def __len__(self) -> int:
-        return self.table.num_rows
+        lazy = self.__dict__.get("_rows_of")
+        return len(lazy[1]) if lazy is not None and "table" not in self.__dict__ else self.table.num_rows
+
+    def __getattr__(self, name: str) -> Any:
+        # only reached when normal lookup fails: a subset's ``table`` before its first use
+        lazy = self.__dict__.get("_rows_of")
+        if name == "table" and lazy is not None:
+            table = lazy[0].take(lazy[1])
+            self.__dict__["table"] = self.__dict__["_taken"] = table
+            return table
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def column(self, name: str) -> pa.ChunkedArray:
+        """The column ``name`` (a subset takes just this column of its parent's rows, once)."""
+        lazy = self.__dict__.get("_rows_of")
+        if lazy is None or "table" in self.__dict__:
+            return self.table.column(name)
+        columns = self.__dict__.setdefault("_columns", {})
+        if name not in columns:
+            columns[name] = lazy[0].column(name).take(lazy[1])
+        return columns[name]
+
+    @property
+    def column_names(self) -> list[str]:
+        """Names of the table's columns."""
+        lazy = self.__dict__.get("_rows_of")
+        return list(lazy[0].column_names if lazy is not None and "table" not in self.__dict__ else self.table.column_names)
+
+    def table_key(self) -> object:
+        """An object that stays the same while ``table`` holds the same rows (a lazily taken subset
+        keeps its key when the rows are taken; assigning another table changes it): the key values
+        derived from the table, such as packed features, are kept under."""
+        lazy = self.__dict__.get("_rows_of")
+        table = self.__dict__.get("table")
+        if lazy is not None and (table is None or table is self.__dict__.get("_taken")):
+            return lazy
+        return self.table
 
     @property
     def label_columns(self) -> list[str]:
@@ -227,16 +267,16 @@ class GraphDataset:
     @property
     def archs(self) -> list[str]:
         """Canonical architecture encodings, row order."""
-        return self.table.column("arch").to_pylist()
+        return self.column("arch").to_pylist()
 
     def labels(self, column: str | None = None) -> np.ndarray:
         """Float label array for ``column`` (default label when None)."""
         col = column or self.default_label
         if col is None:
             raise NoLabelsError(f"family {self.name!r} has no labels here; expected a labelled family ({_labelled()})")
-        if col not in self.table.column_names:
+        if col not in self.column_names:
             raise NoLabelsError(f"dataset {self.name!r} has no label column {col!r}; expected one of {self.label_columns}")
-        return np.asarray(self.table.column(col).to_numpy(zero_copy_only=False), dtype=float)
+        return np.asarray(self.column(col).to_numpy(zero_copy_only=False), dtype=float)
 
     def frame(self) -> Any:
         """polars DataFrame of every column except the nested graph structure."""
@@ -246,10 +286,20 @@ class GraphDataset:
         return pl.from_arrow(self.table.select(keep))
 
     def subset(self, rows: Sequence[int]) -> GraphDataset:
-        """A dataset of the given rows (graphs shared, not re-decoded)."""
-        sub = GraphDataset(self.name, self.path, self.table.take(list(rows)), self.metadata)
+        """A dataset of the given rows (graphs shared, not re-decoded; the table's rows taken on first use)."""
+        idx = np.asarray(rows, dtype=np.int64).reshape(-1)
+        n = len(self)
+        if idx.size and (idx.min() < 0 or idx.max() >= n):
+            bad = int(idx.min()) if idx.min() < 0 else int(idx.max())
+            raise InvalidArgumentError(f"subset row {bad} is out of range; expected rows in [0, {n}) of {self.name!r}")
+        lazy = self.__dict__.get("_rows_of")
+        source = (lazy[0], lazy[1].take(pa.array(idx))) if lazy is not None and "table" not in self.__dict__ \
+            else (self.table, pa.array(idx))
+        sub = GraphDataset(self.name, self.path, source[0], self.metadata)
+        del sub.__dict__["table"]  # taken from ``source`` on first use (__getattr__)
+        sub.__dict__["_rows_of"] = source
         if self._graphs is not None:
-            sub._graphs = [self._graphs[i] for i in rows]
+            sub._graphs = [self._graphs[i] for i in idx.tolist()]
         return sub
 
 

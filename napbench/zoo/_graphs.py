@@ -21,13 +21,20 @@ if TYPE_CHECKING:  # pragma: no cover
 #: what predictors accept as graphs: CompGraphs, or a dataset (read column-wise, fast)
 GraphsLike = Union[Sequence[CompGraph], "GraphDataset"]
 
-__all__ = ["GraphsLike", "check_graphs_labels", "graph_families", "graph_family_of_each", "graph_keys", "graph_totals",
+__all__ = ["GraphsLike", "check_graphs_labels", "dataset_column", "graph_families", "graph_family_of_each", "graph_keys", "graph_totals",
            "is_dataset", "num_graphs"]
 
 
 def is_dataset(graphs: Any) -> bool:
     """Whether ``graphs`` is a napbench dataset (an Arrow table of graphs) rather than a sequence."""
-    return hasattr(graphs, "table") and hasattr(graphs, "metadata") and not isinstance(graphs, (list, tuple))
+    if isinstance(graphs, (list, tuple)) or not hasattr(graphs, "metadata"):
+        return False
+    return hasattr(type(graphs), "column") or hasattr(graphs, "table")  # the first does not take a subset's rows
+
+
+def dataset_column(graphs: Any, name: str) -> Any:
+    """The Arrow column ``name`` of the dataset ``graphs`` (a subset reads only this column)."""
+    return graphs.column(name) if hasattr(type(graphs), "column") else graphs.table.column(name)
 
 
 _is_dataset = is_dataset  # the name other modules import
@@ -72,10 +79,9 @@ def take_graphs(graphs: GraphsLike, rows: Sequence[int] | np.ndarray) -> GraphsL
 def graph_totals(graphs: GraphsLike) -> tuple[np.ndarray, np.ndarray]:
     """Total multiply-adds and parameters per graph (float64 arrays)."""
     if is_dataset(graphs):
-        t = graphs.table
         return (
-            t.column("flops").to_numpy(zero_copy_only=False).astype(np.float64),
-            t.column("params").to_numpy(zero_copy_only=False).astype(np.float64),
+            dataset_column(graphs, "flops").to_numpy(zero_copy_only=False).astype(np.float64),
+            dataset_column(graphs, "params").to_numpy(zero_copy_only=False).astype(np.float64),
         )
     return (
         np.array([g.flops for g in graphs], dtype=np.float64),
@@ -86,15 +92,14 @@ def graph_totals(graphs: GraphsLike) -> tuple[np.ndarray, np.ndarray]:
 def graph_keys(graphs: GraphsLike) -> list[tuple[str | None, str | None]]:
     """``(family, arch)`` of each graph, from its metadata."""
     if is_dataset(graphs):
-        t = graphs.table
-        return list(zip(t.column("family").to_pylist(), t.column("arch").to_pylist()))
+        return list(zip(dataset_column(graphs, "family").to_pylist(), dataset_column(graphs, "arch").to_pylist()))
     return [(g.meta.get("family"), g.meta.get("arch")) for g in graphs]
 
 
 def graph_family_of_each(graphs: GraphsLike) -> list[str]:
     """The family of every graph ('unknown' when unset), in order."""
     if is_dataset(graphs):
-        return [f or "unknown" for f in graphs.table.column("family").to_pylist()]
+        return [f or "unknown" for f in dataset_column(graphs, "family").to_pylist()]
     if isinstance(graphs, Sequence):
         return [(g.meta.get("family") if isinstance(g, CompGraph) else None) or "unknown" for g in graphs]
     return ["unknown"] * len(graphs)
@@ -103,7 +108,7 @@ def graph_family_of_each(graphs: GraphsLike) -> list[str]:
 def graph_families(graphs: GraphsLike) -> list[str]:
     """Distinct families of ``graphs`` (order of first appearance; 'unknown' when unset)."""
     if is_dataset(graphs):
-        fams = graphs.table.column("family").unique().to_pylist()
+        fams = dataset_column(graphs, "family").unique().to_pylist()
     elif isinstance(graphs, Sequence):
         fams = [g.meta.get("family") if isinstance(g, CompGraph) else None for g in graphs]
     else:  # e.g. pre-featurised PackedGraphs: no metadata

@@ -303,14 +303,20 @@ def packed_if_cached(graphs: object) -> PackedGraphs | None:
     the dataset's table was replaced since)."""
     cache = getattr(graphs, "cache", None)
     entry = cache.get(_CACHE_KEY) if isinstance(cache, dict) else None
-    return entry[1] if entry is not None and entry[0] is getattr(graphs, "table", None) else None
+    return entry[1] if entry is not None and entry[0] is _table_key(graphs) else None
+
+
+def _table_key(graphs: object) -> object:
+    # a subset's rows are taken lazily; its key survives that (GraphDataset.table_key)
+    key = getattr(graphs, "table_key", None)
+    return key() if callable(key) else getattr(graphs, "table", None)
 
 
 def keep_packed(graphs: object, packed: PackedGraphs) -> None:
     """Record ``packed`` as the features of the dataset ``graphs`` (e.g. taken from its parent's)."""
     cache = getattr(graphs, "cache", None)
     if isinstance(cache, dict) and len(packed) == len(graphs):  # type: ignore[arg-type]
-        cache[_CACHE_KEY] = (graphs.table, packed)  # type: ignore[attr-defined]
+        cache[_CACHE_KEY] = (_table_key(graphs), packed)
 
 
 def _op_id(op: str) -> int:

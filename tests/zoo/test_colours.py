@@ -9,7 +9,7 @@ from torch import nn
 
 from napbench.conversion import from_torch
 from napbench.errors import InvalidArgumentError
-from napbench.zoo._graphs import take_graphs
+from napbench.zoo._graphs import graph_family_of_each, graph_totals, is_dataset, take_graphs
 from napbench.zoo.colours import colour_refinement, pooled_graphconv
 from napbench.zoo.features import NUM_FEATURES, PackedGraphs, pack, packed_if_cached
 from napbench.zoo.gennape.encoder import GraphEncoder
@@ -114,6 +114,26 @@ def test_a_dataset_is_packed_once_and_its_subsets_reuse_the_rows(nb201) -> None:
         p.take([len(ds)])
     ds.table = ds.table.slice(0, 5)  # a replaced table is packed again, not served stale
     assert packed_if_cached(ds) is None and len(pack(ds)) == 5
+
+
+def test_a_subset_takes_its_graph_rows_only_when_they_are_read(nb201) -> None:
+    ds, _ = nb201
+    rows = [9, 0, 4, 4]
+    sub = ds.subset(rows)
+    eager = ds.table.take(rows)
+    assert len(sub) == 4 and is_dataset(sub)
+    assert graph_family_of_each(sub) == eager.column("family").to_pylist()
+    np.testing.assert_array_equal(graph_totals(sub)[0], eager.column("flops").to_numpy())
+    np.testing.assert_array_equal(sub.labels(), ds.labels()[rows])
+    assert "table" not in sub.__dict__  # none of the above took the nested graph columns
+    assert sub.subset([3, 0]).table.equals(ds.table.take([4, 9]))  # a subset of a subset: rows of the first parent
+    p = pack(sub)
+    assert packed_if_cached(sub) is p
+    assert sub.table.equals(eager)  # taken on first use
+    assert packed_if_cached(sub) is p  # the same rows: the packed features stay valid
+    for bad in ([len(ds)], [-1]):
+        with pytest.raises(InvalidArgumentError, match="out of range"):
+            ds.subset(bad)
 
 
 @pytest.mark.parametrize("colour_layers", [4, 2, 0])  # all layers on colours, the last ones node by node, all node by node

@@ -49,10 +49,10 @@ import torch
 
 from napbench.errors import InvalidArgumentError
 from napbench.zoo._checkpoint import load_members, save_members
-from napbench.zoo._graphs import GraphsLike, check_graphs_labels, graph_family_of_each, is_dataset, take_graphs
+from napbench.zoo._graphs import GraphsLike, check_graphs_labels, dataset_column, graph_family_of_each, is_dataset, take_graphs
 from napbench.zoo._interface import Predictor, utc_now
 from napbench.zoo._registry import get_predictor, register_predictor
-from napbench.zoo.features import distinct_in_order
+from napbench.zoo.features import distinct_in_order, pack
 from napbench.zoo.gennape import transforms as T
 from napbench.zoo.gennape.predictors import LABEL_TASK, EncoderCache, GennapePairwise, GennapePredictor
 from napbench.zoo.wl import WLRidge
@@ -386,14 +386,17 @@ def _distinct(graphs: GraphsLike) -> tuple[GraphsLike, np.ndarray | None]:
     """``(sub, inverse)``: the first graph of each (canonical hash, family), in the graphs' order, and
     each graph's position in ``sub``; ``(graphs, None)`` when all differ."""
     if is_dataset(graphs):
-        t = graphs.table
-        keys = [f"{h}|{f}" for h, f in zip(t.column("graph_id").to_pylist(), t.column("family").to_pylist())]
+        keys = [f"{h}|{f}" for h, f in zip(dataset_column(graphs, "graph_id").to_pylist(), dataset_column(graphs, "family").to_pylist())]
     else:
         keys = [f"{g.canonical_hash}|{g.meta.get('family')}" for g in graphs]
     # in the graphs' order (population statistics do not care, merge sort ties do)
     rows, position = distinct_in_order(np.asarray(keys, dtype=object))
     if len(rows) == len(keys):
         return graphs, None
+    if is_dataset(graphs):
+        # featurise the whole table once (kept with the dataset): the subset then takes rows of the
+        # packed arrays, and its own Arrow rows are never taken (GraphDataset.subset is lazy)
+        pack(graphs)
     return take_graphs(graphs, rows), position
 
 

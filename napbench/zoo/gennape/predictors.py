@@ -64,7 +64,15 @@ import torch
 from napbench._scoped import reset_parameters
 from napbench.conversion.vocab import OPS
 from napbench.errors import InvalidArgumentError
-from napbench.zoo._graphs import GraphsLike, check_graphs_labels, graph_family_of_each, graph_totals, is_dataset, take_graphs
+from napbench.zoo._graphs import (
+    GraphsLike,
+    check_graphs_labels,
+    dataset_column,
+    graph_family_of_each,
+    graph_totals,
+    is_dataset,
+    take_graphs,
+)
 from napbench.zoo._interface import Predictor, torch_threads, utc_now
 from napbench.zoo._registry import register_predictor
 from napbench.zoo.features import PackedGraphs, pack, packed_if_cached
@@ -103,8 +111,7 @@ def _graph_ids(graphs: GraphsLike) -> list[str]:
     """Cache keys: canonical hash + family + arch (graphs with one hash may list their nodes in
     another order, which the transformer's node subsample of large graphs can see)."""
     if is_dataset(graphs):
-        t = graphs.table
-        cols = zip(t.column("graph_id").to_pylist(), t.column("family").to_pylist(), t.column("arch").to_pylist())
+        cols = zip(*(dataset_column(graphs, c).to_pylist() for c in ("graph_id", "family", "arch")))
         return [f"{h}|{f}|{a}" for h, f, a in cols]
     return [f"{g.canonical_hash}|{g.meta.get('family')}|{g.meta.get('arch')}" for g in graphs]
 
