@@ -29,12 +29,13 @@ def is_dataset(graphs: Any) -> bool:
     """Whether ``graphs`` is a napbench dataset (an Arrow table of graphs) rather than a sequence."""
     if isinstance(graphs, (list, tuple)) or not hasattr(graphs, "metadata"):
         return False
-    return hasattr(type(graphs), "column") or hasattr(graphs, "table")  # the first does not take a subset's rows
+    # a GraphDataset is recognised by its class, which does not take a lazy subset's rows
+    return hasattr(type(graphs), "table_key") or hasattr(graphs, "table")
 
 
 def dataset_column(graphs: Any, name: str) -> Any:
     """The Arrow column ``name`` of the dataset ``graphs`` (a subset reads only this column)."""
-    return graphs.column(name) if hasattr(type(graphs), "column") else graphs.table.column(name)
+    return graphs.column(name) if hasattr(type(graphs), "table_key") else graphs.table.column(name)
 
 
 _is_dataset = is_dataset  # the name other modules import
