@@ -42,6 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from napbench._scoped import seeded_torch
 from napbench.conversion.graph import CompGraph
 from napbench.errors import InvalidArgumentError, NumericalError
 from napbench.zoo._base import GraphsLike, Predictor, check_graphs_labels, register_predictor, torch_threads, utc_now
@@ -234,13 +235,12 @@ class FourierPredictor(Predictor):
         self.spectrum = nn.Parameter(torch.randn((c, c, k, k, 2), generator=g) / math.sqrt(2.0))
         layers: list[nn.Module] = []
         width = self.n_features
-        for _ in range(2):
-            layers += [nn.Linear(width, self.hidden), SymLog()]
-            width = self.hidden
-        layers.append(nn.Linear(width, 1))
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            self.mlp = nn.Sequential(*layers)
+        with seeded_torch(seed):  # nn.Linear draws its weights when built: build the layers seeded
+            for _ in range(2):
+                layers += [nn.Linear(width, self.hidden), SymLog()]
+                width = self.hidden
+            layers.append(nn.Linear(width, 1))
+        self.mlp = nn.Sequential(*layers)
         self.register_buffer("feat_mean", torch.zeros(self.n_features))
         self.register_buffer("feat_std", torch.ones(self.n_features))
 

@@ -134,3 +134,16 @@ def test_training_batches_hold_one_family_each() -> None:
     rows = np.concatenate(batches)
     assert sorted(rows.tolist()) == list(range(79))  # family c (2 rows) cannot be ranked: left out
     assert sorted(len(b) for b in batches) == [6, 9, 32, 32]
+
+
+def test_the_mlp_weights_follow_the_seed_not_the_global_rng() -> None:
+    from napbench import zoo
+
+    torch.manual_seed(1)
+    a = zoo.get_predictor("fourier", seed=3)
+    torch.manual_seed(2)
+    b = zoo.get_predictor("fourier", seed=3)
+    c = zoo.get_predictor("fourier", seed=4)
+    for (name, pa), pb, pc in zip(a.mlp.named_parameters(), b.mlp.parameters(), c.mlp.parameters()):
+        assert torch.equal(pa, pb), name
+        assert not torch.equal(pa, pc), name

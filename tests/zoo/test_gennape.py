@@ -399,3 +399,21 @@ def test_repeated_graphs_are_predicted_once_and_alike(ensemble, nb201) -> None:
     twice = ensemble.predict(ds.subset(rows + rows[:7]))
     np.testing.assert_array_equal(twice[:20], base)
     np.testing.assert_array_equal(twice[20:], base[:7])
+
+
+def test_fits_in_threads_equal_a_fit_alone(home: Path, nb201) -> None:
+    # a threaded task runner fits several predictors in one process: seeded draws must not interleave
+    from concurrent.futures import ThreadPoolExecutor
+
+    ds, y = nb201
+    train, test = ds.subset(list(range(32))), ds.subset(list(range(32, 48)))
+
+    def fit_predict() -> np.ndarray:
+        p = zoo.get_predictor("gennape:cl+t", root=str(home), **TINY)
+        return p.fit(train, y[:32], seed=5, progress=False).predict(test)
+
+    alone = fit_predict()
+    with ThreadPoolExecutor(3) as pool:
+        results = [f.result() for f in [pool.submit(fit_predict) for _ in range(3)]]
+    for r in results:
+        np.testing.assert_array_equal(r, alone)

@@ -61,7 +61,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from napbench._scoped import reset_parameters
+from napbench._scoped import reset_parameters, seeded_torch
 from napbench.conversion.vocab import OPS
 from napbench.errors import InvalidArgumentError
 from napbench.zoo._graphs import (
@@ -304,8 +304,7 @@ class GennapePredictor(Predictor):
         enc = self.encoder
         opt = torch.optim.Adam(enc.parameters(), lr=self.pretrain_lr)
         hist: list[float] = []
-        with torch.random.fork_rng(), torch_threads(self.threads):
-            torch.manual_seed(seed)
+        with seeded_torch(seed), torch_threads(self.threads):  # the process lock: threads never interleave draws
             reset_parameters(enc)
             enc.train()
             for _ in tqdm(range(epochs), desc="pretrain encoder", unit="epoch", disable=not progress):
@@ -490,8 +489,7 @@ class GennapePredictor(Predictor):
         y = check_graphs_labels(graphs, y)
         graphs, y, fams = self._select_sources(graphs, y)
         self._ensure_pretrained(seed, progress)
-        with torch.random.fork_rng(), torch_threads(self.threads):
-            torch.manual_seed(seed)
+        with seeded_torch(seed), torch_threads(self.threads):  # the process lock: threads never interleave draws
             x = self._fit_features(graphs)
             info = self._fit_head(x, y, fams, graph_totals(graphs)[0], epochs=self.epochs if epochs is None else int(epochs), seed=seed)
         self.out_map = torch.tensor([0.0, 1.0], dtype=torch.float64)
@@ -508,8 +506,7 @@ class GennapePredictor(Predictor):
             raise InvalidArgumentError(f"{self.predictor_name} is not fitted; expected fit() (or a checkpoint) before fine_tune()")
         x = self.features(graphs)
         mu, sd = float(y.mean()), float(y.std()) if y.std() > 0 else 1.0
-        with torch.random.fork_rng(), torch_threads(self.threads):
-            torch.manual_seed(seed)
+        with seeded_torch(seed), torch_threads(self.threads):  # the process lock: threads never interleave draws
             self._fine_tune_head(x, y, mu, sd, graph_totals(graphs)[0], epochs=self.fine_tune_epochs if epochs is None else int(epochs), seed=seed)
         self._record("fine_tune", graphs, y, seed=seed, label_mean=mu, label_std=sd)
         return self
