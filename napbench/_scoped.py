@@ -53,12 +53,13 @@ def torch_threads(n: int | None) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def seeded_torch(seed: int) -> Iterator[None]:
+def seeded_torch(seed: int, devices: list[object] | None = None) -> Iterator[None]:
     """Run the block with torch's global RNG seeded to ``seed``, then restore its state;
-    one block at a time per process, so threads never interleave their draws."""
+    one block at a time per process, so threads never interleave their draws. ``devices``:
+    the CUDA devices whose RNG is forked too (``torch.random.fork_rng``; default: all visible)."""
     import torch
 
-    with _RNG_LOCK, torch.random.fork_rng():
+    with _RNG_LOCK, torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
         yield
 

@@ -53,3 +53,23 @@ def test_seeded_draws_are_reproducible_under_threads() -> None:
     for t in ts:
         t.join()
     assert all(torch.equal(got[s], ref[s]) for s in (1, 2))
+
+
+def test_networks_built_from_a_graph_in_threads_equal_one_built_alone() -> None:
+    # the executor draws a network's weights under seeded_torch: concurrent builds never interleave
+    from concurrent.futures import ThreadPoolExecutor
+
+    from napbench.conversion import from_torch, to_torch
+
+    layers = [torch.nn.Flatten()] + [m for _ in range(6) for m in (torch.nn.LazyLinear(384), torch.nn.ReLU())]
+    model = torch.nn.Sequential(*layers)
+    model(torch.zeros(1, 3, 8, 8))
+    graph = from_torch(model, (3, 8, 8))
+
+    def weights() -> list[torch.Tensor]:
+        return [p.detach().clone() for _ in range(8) for p in to_torch(graph, seed=3).parameters()]
+
+    alone = weights()
+    with ThreadPoolExecutor(4) as pool:
+        for got in [f.result() for f in [pool.submit(weights) for _ in range(4)]]:
+            assert all(torch.equal(a, b) for a, b in zip(alone, got))

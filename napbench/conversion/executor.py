@@ -55,7 +55,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from napbench._scoped import reset_parameters
+from napbench._scoped import reset_parameters, seeded_torch
 from napbench.conversion.graph import CompGraph, Node
 from napbench.errors import InvalidArgumentError, InvalidGraphError
 
@@ -845,8 +845,7 @@ def to_torch(
         check_shapes(net)
     if dev.type != "meta":
         net = net.to_empty(device=dev)
-        with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
-            torch.manual_seed(int(seed))
+        with seeded_torch(int(seed), [dev] if dev.type == "cuda" else []):
             INITS[init](net)
     if dtype is not None:
         net = net.to(dtype=dtype)

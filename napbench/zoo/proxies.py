@@ -86,6 +86,7 @@ from numpy.typing import ArrayLike, NDArray
 from scipy.stats import rankdata
 from torch import Tensor, nn
 
+from napbench._scoped import seeded_torch
 from napbench.errors import InvalidArgumentError, NumericalError, UnknownNameError
 
 __all__ = [
@@ -258,8 +259,7 @@ def _output_checker(num_classes: int) -> Callable[[nn.Module, tuple[Any, ...], A
 def _run(proxy: _Proxy, model: nn.Module, x: Tensor, y: Tensor, num_classes: int, seed: int) -> float:
     device, _ = _model_device_dtype(model)
     devices = [device] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices), torch.enable_grad():
-        torch.manual_seed(seed)
+    with seeded_torch(seed, devices), torch.enable_grad():  # the process lock: threads never interleave draws
         net = copy.deepcopy(model)
         for p in net.parameters():
             p.requires_grad_(True)
