@@ -221,6 +221,17 @@ class GraphDataset:
             return table
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
+    def __getstate__(self) -> dict[str, Any]:
+        # a pickled subset carries its own rows, not its parent's whole table (process-based runners)
+        state = dict(self.__dict__)
+        lazy = state.get("_rows_of")
+        if lazy is not None:
+            if "table" not in state:
+                state["table"] = lazy[0].take(lazy[1])  # taken for the copy only
+            for k in ("_rows_of", "_taken", "_columns"):
+                state.pop(k, None)
+        return state
+
     def column(self, name: str) -> pa.ChunkedArray:
         """The column ``name`` (a subset takes just this column of its parent's rows, once)."""
         lazy = self.__dict__.get("_rows_of")

@@ -134,6 +134,13 @@ def test_a_subset_takes_its_graph_rows_only_when_they_are_read(nb201) -> None:
     for bad in ([len(ds)], [-1]):
         with pytest.raises(InvalidArgumentError, match="out of range"):
             ds.subset(bad)
+    import pickle
+
+    lazy = ds.subset(rows)
+    blob = pickle.dumps(lazy)
+    assert "table" not in lazy.__dict__ and len(blob) < len(pickle.dumps(ds.table)) / 2  # its own rows travel, not the parent's
+    back = pickle.loads(blob)
+    assert back.table.equals(eager) and len(back) == 4 and back.labels().tolist() == ds.labels()[rows].tolist()
 
 
 @pytest.mark.parametrize("colour_layers", [4, 2, 0])  # all layers on colours, the last ones node by node, all node by node
