@@ -208,15 +208,19 @@ class GraphDataset:
     #: dataset object and never saved; a subset starts empty
     cache: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
+    def _pending(self) -> tuple[pa.Table, pa.Array] | None:
+        """``(parent table, rows)`` of a subset whose rows are not taken yet, else None."""
+        return None if "table" in self.__dict__ else self.__dict__.get("_rows_of")
+
     def __len__(self) -> int:
-        lazy = self.__dict__.get("_rows_of")
-        return len(lazy[1]) if lazy is not None and "table" not in self.__dict__ else self.table.num_rows
+        pending = self._pending()
+        return len(pending[1]) if pending is not None else self.table.num_rows
 
     def __getattr__(self, name: str) -> Any:
         # only reached when normal lookup fails: a subset's ``table`` before its first use
-        lazy = self.__dict__.get("_rows_of")
-        if name == "table" and lazy is not None:
-            table = lazy[0].take(lazy[1])
+        pending = self._pending() if name == "table" else None
+        if pending is not None:
+            table = pending[0].take(pending[1])
             self.__dict__["table"] = self.__dict__["_taken"] = table
             return table
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
@@ -224,29 +228,28 @@ class GraphDataset:
     def __getstate__(self) -> dict[str, Any]:
         # a pickled subset carries its own rows, not its parent's whole table (process-based runners)
         state = dict(self.__dict__)
-        lazy = state.get("_rows_of")
-        if lazy is not None:
-            if "table" not in state:
-                state["table"] = lazy[0].take(lazy[1])  # taken for the copy only
-            for k in ("_rows_of", "_taken", "_columns"):
-                state.pop(k, None)
+        pending = self._pending()
+        if pending is not None:
+            state["table"] = pending[0].take(pending[1])  # taken for the copy only
+        for k in ("_rows_of", "_taken", "_columns"):
+            state.pop(k, None)
         return state
 
     def column(self, name: str) -> pa.ChunkedArray:
         """The column ``name`` (a subset takes just this column of its parent's rows, once)."""
-        lazy = self.__dict__.get("_rows_of")
-        if lazy is None or "table" in self.__dict__:
+        pending = self._pending()
+        if pending is None:
             return self.table.column(name)
         columns = self.__dict__.setdefault("_columns", {})
         if name not in columns:
-            columns[name] = lazy[0].column(name).take(lazy[1])
+            columns[name] = pending[0].column(name).take(pending[1])
         return columns[name]
 
     @property
     def column_names(self) -> list[str]:
         """Names of the table's columns."""
-        lazy = self.__dict__.get("_rows_of")
-        return list(lazy[0].column_names if lazy is not None and "table" not in self.__dict__ else self.table.column_names)
+        pending = self._pending()
+        return list(pending[0].column_names if pending is not None else self.table.column_names)
 
     def table_key(self) -> object:
         """An object that stays the same while ``table`` holds the same rows (a lazily taken subset
@@ -303,9 +306,8 @@ class GraphDataset:
         if idx.size and (idx.min() < 0 or idx.max() >= n):
             bad = int(idx.min()) if idx.min() < 0 else int(idx.max())
             raise InvalidArgumentError(f"subset row {bad} is out of range; expected rows in [0, {n}) of {self.name!r}")
-        lazy = self.__dict__.get("_rows_of")
-        source = (lazy[0], lazy[1].take(pa.array(idx))) if lazy is not None and "table" not in self.__dict__ \
-            else (self.table, pa.array(idx))
+        pending = self._pending()
+        source = (pending[0], pending[1].take(pa.array(idx))) if pending is not None else (self.table, pa.array(idx))
         sub = GraphDataset(self.name, self.path, source[0], self.metadata)
         del sub.__dict__["table"]  # taken from ``source`` on first use (__getattr__)
         sub.__dict__["_rows_of"] = source

@@ -155,14 +155,8 @@ def pooled_graphconv(packed: PackedGraphs, convs: Sequence[torch.nn.Module],
     h = first(torch.from_numpy(packed.node_features_at(rounds[0].rep)))
     for k in range(done):
         prev, cur, conv = rounds[k], rounds[k + 1], convs[k]
-        # the linear maps first, on the (fewer) colours of the round before, then gathered and summed
-        rel = torch.nn.functional.linear(h, conv.lin_rel.weight)
-        root = conv.lin_root(h)
         nbr, owner = ref.neighbours(cur.rep, prev)
-        agg = rel.new_zeros((len(cur), rel.shape[1])).index_add_(0, torch.from_numpy(owner), rel.index_select(0, torch.from_numpy(nbr)))
-        if conv.lin_rel.bias is not None:
-            agg += conv.lin_rel.bias
-        h = torch.relu(agg + root.index_select(0, torch.from_numpy(prev.inverse[cur.rep])))
+        h = _gathered_layer(conv, *_linear_first(conv, h), prev.inverse[cur.rep], nbr, owner)
     sizes = np.diff(packed.node_ptr)
     if done == len(convs):  # mean pool: each graph's count of every final colour, in id (= hash) order
         last = rounds[done]
@@ -175,6 +169,22 @@ def pooled_graphconv(packed: PackedGraphs, convs: Sequence[torch.nn.Module],
     return _finish_by_node(packed, h, rounds[done].inverse, convs[done:], bidirectional, chunk_nodes)
 
 
+def _linear_first(conv: torch.nn.Module, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A ``GraphConv``'s two linear maps on per-colour inputs ``h`` (fewer rows than the nodes
+    that read them): ``(h W_rel^T, h W_root^T)``, gathered by :func:`_gathered_layer`."""
+    return torch.nn.functional.linear(h, conv.lin_rel.weight), conv.lin_root(h)
+
+
+def _gathered_layer(conv: torch.nn.Module, rel: torch.Tensor, root: torch.Tensor, own: np.ndarray, nbr: np.ndarray,
+                    owner: np.ndarray) -> torch.Tensor:
+    """``relu(GraphConv)`` of ``len(own)`` receivers: receiver ``i`` reads ``root[own[i]]`` and the
+    sum of ``rel[nbr[j]]`` over the messages ``j`` with ``owner[j] == i`` (maps of :func:`_linear_first`)."""
+    agg = rel.new_zeros((len(own), rel.shape[1])).index_add_(0, torch.from_numpy(owner), rel.index_select(0, torch.from_numpy(nbr)))
+    if conv.lin_rel.bias is not None:
+        agg += conv.lin_rel.bias
+    return torch.relu(agg + root.index_select(0, torch.from_numpy(own)))
+
+
 def _finish_by_node(packed: PackedGraphs, h: torch.Tensor, inverse: np.ndarray, convs: Sequence[torch.nn.Module],
                     bidirectional: bool, chunk_nodes: int) -> torch.Tensor:
     """The remaining layers node by node (``h`` per colour, ``inverse`` the nodes' colours), mean-pooled.
@@ -184,10 +194,7 @@ def _finish_by_node(packed: PackedGraphs, h: torch.Tensor, inverse: np.ndarray, 
     nodes); the layers after it run the convolution node by node."""
     src, dst = packed.global_edges
     first, rest = convs[0], convs[1:]
-    rel_c = torch.nn.functional.linear(h, first.lin_rel.weight)
-    root_c = first.lin_root(h)
-    if first.lin_rel.bias is not None:
-        root_c = root_c + first.lin_rel.bias
+    maps = _linear_first(first, h)  # once for every chunk
     parts = []
     lo = 0
     ends = np.searchsorted(packed.node_ptr, packed.node_ptr[:-1] + max(1, chunk_nodes), side="right") - 1
@@ -198,9 +205,7 @@ def _finish_by_node(packed: PackedGraphs, h: torch.Tensor, inverse: np.ndarray, 
         s, d = src[e0:e1], dst[e0:e1]
         if bidirectional:
             s, d = np.concatenate([s, d]), np.concatenate([d, s])
-        x = root_c.index_select(0, torch.from_numpy(inverse[n0:n1]))
-        x.index_add_(0, torch.from_numpy(d - n0), rel_c.index_select(0, torch.from_numpy(inverse[s])))
-        x = torch.relu(x)
+        x = _gathered_layer(first, *maps, inverse[n0:n1], inverse[s], d - n0)
         if rest:
             ei = torch.from_numpy(np.stack([s - n0, d - n0]))
             for conv in rest:

@@ -235,7 +235,7 @@ class FourierPredictor(Predictor):
         self.spectrum = nn.Parameter(torch.randn((c, c, k, k, 2), generator=g) / math.sqrt(2.0))
         layers: list[nn.Module] = []
         width = self.n_features
-        with seeded_torch(seed):  # nn.Linear draws its weights when built: build the layers seeded
+        with seeded_torch(seed, []):  # nn.Linear draws its weights when built: build the layers seeded (CPU RNG only)
             for _ in range(2):
                 layers += [nn.Linear(width, self.hidden), SymLog()]
                 width = self.hidden
