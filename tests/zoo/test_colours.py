@@ -156,3 +156,34 @@ def test_a_graph_gets_the_same_bits_whichever_graphs_come_with_it(nb201, colour_
         a = pooled_graphconv(alone, convs, lambda x: x, colour_layers=colour_layers)
         b = pooled_graphconv(crowd, convs, lambda x: x, colour_layers=colour_layers, chunk_nodes=1000)[-4:]
     np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_colours_and_packed_features_do_not_depend_on_the_threads_that_compute_them(nb201, monkeypatch) -> None:
+    import threading
+
+    import napbench.zoo.colours as colours_module
+    import napbench.zoo.features as features_module
+
+    ds, _ = nb201
+    sub = ds.subset(list(range(60)))
+    one = PackedGraphs.from_arrow(sub.table, workers=1)
+    many = PackedGraphs.from_arrow(sub.table, workers=3)  # three slices of rows, in threads
+    for field in ("op", "numeric", "src", "dst", "node_ptr", "edge_ptr"):
+        np.testing.assert_array_equal(getattr(many, field), getattr(one, field))
+    monkeypatch.setattr(features_module, "_MIN_SLICE", 16)
+    np.testing.assert_array_equal(PackedGraphs.from_arrow(sub.table).numeric, one.numeric)  # the default splits too
+
+    alone = colour_refinement(PackedGraphs.from_arrow(sub.table, workers=1), 3)
+    monkeypatch.setattr(colours_module, "_MIN_SLICE", 100)  # hash the nodes in slices, in threads
+    shared = PackedGraphs.from_arrow(sub.table, workers=1)
+    results: list[list] = []
+    threads = [threading.Thread(target=lambda k=k: results.append(colour_refinement(shared, k))) for k in (3, 1, 2, 3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(shared.__dict__["_colour_refinements"][True].rounds) == 4  # one refinement, each round computed once
+    for got in results:
+        for a, b in zip(got, alone):
+            np.testing.assert_array_equal(a.hash, b.hash)
+            np.testing.assert_array_equal(a.inverse, b.inverse)

@@ -401,6 +401,24 @@ def test_repeated_graphs_are_predicted_once_and_alike(ensemble, nb201) -> None:
     np.testing.assert_array_equal(twice[20:], base[:7])
 
 
+def test_members_predicted_in_threads_equal_members_predicted_one_by_one(ensemble, nb201) -> None:
+    ds, _ = nb201
+    rows = list(range(40))
+    saved = ensemble.workers
+    try:
+        ensemble.workers = 1
+        ensemble.cache.embeddings.clear()
+        one = ensemble.predict_with_uncertainty(ds.subset(rows))
+        ensemble.workers = 3
+        ensemble.cache.embeddings.clear()
+        many = ensemble.predict_with_uncertainty(ds.subset(rows))
+    finally:
+        ensemble.workers = saved
+    for name in ensemble.member_names:
+        np.testing.assert_array_equal(many["members"][name], one["members"][name])
+    np.testing.assert_array_equal(many["mean"], one["mean"])
+
+
 def test_fits_in_threads_equal_a_fit_alone(home: Path, nb201) -> None:
     # a threaded task runner fits several predictors in one process: seeded draws must not interleave
     from concurrent.futures import ThreadPoolExecutor

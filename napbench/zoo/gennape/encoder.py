@@ -108,7 +108,8 @@ class GraphEncoder(nn.Module):
         from napbench.zoo.colours import colour_refinement, pooled_graphconv
         from napbench.zoo.features import distinct_in_order
 
-        g = pooled_graphconv(packed, self.convs, self._features)
+        # the transformer first: it needs colours of round 0 only, so in an ensemble predicted in
+        # threads the k-GNN can extend the shared refinement meanwhile
         index, mask = (t.numpy() for t in self._attention_index(torch.from_numpy(packed.node_ptr)))
         same_input = colour_refinement(packed, 0)[0].inverse  # round 0: equal node features
         reps, position = distinct_in_order(np.where(mask, -1, same_input[index]), axis=0)  # one graph per sequence
@@ -125,6 +126,7 @@ class GraphEncoder(nn.Module):
                 idx = index[reps[which], :width].reshape(-1)
                 x = self.proj(self._features(torch.from_numpy(packed.node_features_at(idx))))
                 t[torch.from_numpy(which)] = self.attn(x.reshape(len(which), width, -1)).mean(1)
+        g = pooled_graphconv(packed, self.convs, self._features)
         return torch.cat([g, t[torch.from_numpy(position)]], dim=1)
 
     def _attention_index(self, ptr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

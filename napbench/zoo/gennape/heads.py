@@ -153,18 +153,19 @@ class _BatchComparator:
         bs = [b.detach().float() for b in model.biases]
         xs = torch.as_tensor(x, dtype=torch.float32)
         d = xs.shape[1]
-        self.pa = torch.einsum("nd,cdh->cnh", xs, ws[0][:, :d]) + bs[0][:, None]  # (C, N, H) incl. bias
-        self.pb = torch.einsum("nd,cdh->cnh", xs, ws[0][:, d:])
+        self.pa = (torch.einsum("nd,cdh->cnh", xs, ws[0][:, :d]) + bs[0][:, None]).contiguous()  # (C, N, H) incl. bias
+        self.pb = torch.einsum("nd,cdh->cnh", xs, ws[0][:, d:]).contiguous()
         self.rest = list(zip(ws[1:], bs[1:]))
         self.u = torch.as_tensor(u, dtype=torch.float32)
 
     def _g(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        h = torch.relu(self.pa[:, a] + self.pb[:, b])  # (C, B, H)
+        # index_select and in-place ops: the same values as relu(pa[:, a] + pb[:, b]), in fewer copies
+        h = self.pa.index_select(1, a).add_(self.pb.index_select(1, b)).relu_()  # (C, B, H)
         last = len(self.rest) - 1
         for k, (w, bias) in enumerate(self.rest):
             h = torch.baddbmm(bias.unsqueeze(1), h, w)
             if k < last:
-                h = torch.relu(h)
+                h.relu_()
         return h[..., 0]  # (C, B)
 
     def beats(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:

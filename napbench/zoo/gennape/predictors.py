@@ -55,6 +55,7 @@ e.g. ``"cifar10"``): TransNAS-Bench-101's Taskonomy labels can rank cells in ano
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -105,6 +106,16 @@ class EncoderCache:
 
     def __len__(self) -> int:
         return len(self.encoders) + sum(len(v) for v in self.embeddings.values())
+
+
+_LOCKS: dict[str, threading.Lock] = {}
+_LOCKS_GUARD = threading.Lock()
+
+
+def _lock_for(fingerprint: str) -> threading.Lock:
+    """One lock per encoder fingerprint: threads embed with one encoder one at a time, other encoders freely."""
+    with _LOCKS_GUARD:
+        return _LOCKS.setdefault(fingerprint, threading.Lock())
 
 
 def _graph_ids(graphs: GraphsLike) -> list[str]:
@@ -383,17 +394,19 @@ class GennapePredictor(Predictor):
     def embed(self, graphs: GraphsLike, *, batch_size: int = 256) -> np.ndarray:
         """``(N, 128)`` encoder embeddings (eval mode), cached per graph id."""
         ids = _graph_ids(graphs)
-        store = self.cache.embeddings.setdefault(self.fingerprint(), {})
-        todo = [i for i, g in enumerate(ids) if g not in store]
-        todo = list({ids[i]: i for i in todo}.values())
-        if todo:
-            packed = _pack(graphs, todo)
-            self.encoder.eval()
-            with torch_threads(self.threads):
-                e = self.encoder.embed_packed(packed, batch_size=batch_size).double().numpy()
-            for k, row in enumerate(e):
-                store[ids[todo[k]]] = row
-        return np.stack([store[g] for g in ids])
+        fp = self.fingerprint()
+        with _lock_for(fp):  # members sharing this encoder in threads wait for one computation
+            store = self.cache.embeddings.setdefault(fp, {})
+            todo = [i for i, g in enumerate(ids) if g not in store]
+            todo = list({ids[i]: i for i in todo}.values())
+            if todo:
+                packed = _pack(graphs, todo)
+                self.encoder.eval()
+                with torch_threads(self.threads):
+                    e = self.encoder.embed_packed(packed, batch_size=batch_size).double().numpy()
+                for k, row in enumerate(e):
+                    store[ids[todo[k]]] = row
+            return np.stack([store[g] for g in ids])
 
     def features(self, graphs: GraphsLike, emb: np.ndarray | None = None) -> np.ndarray:
         """Standardised ``[PCA(embedding), log10 MACs]`` per graph.
