@@ -118,6 +118,14 @@ class _Refinement:
 
         _in_slices(n, node_hash)
         self.rounds = [_factorize(h)]
+        self.lock = threading.Lock()  # held by the thread adding rounds (see _refinement)
+
+    def __getstate__(self) -> dict[str, object]:
+        return {k: v for k, v in self.__dict__.items() if k != "lock"}
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__dict__.update(state)
+        self.lock = threading.Lock()
 
     def upto(self, rounds: int) -> list[Colours]:
         while len(self.rounds) <= rounds:
@@ -161,23 +169,26 @@ class _Refinement:
         return colour, ptr
 
 
-#: held while a refinement is built or extended by one round: members of an ensemble predicted
-#: in threads share one refinement of one packed set of graphs (``upto`` appends rounds to a list).
-#: Round by round, so a thread that needs only the early rounds goes on while another extends it.
+#: held while a refinement is built (members of an ensemble predicted in threads share one
+#: refinement of one packed set of graphs); each refinement has its own lock for adding rounds
 _REFINING = threading.Lock()
 
 
 def _refinement(packed: PackedGraphs, bidirectional: bool, rounds: int = 0) -> _Refinement:
     """The refinement of ``packed`` with at least rounds ``0..rounds`` computed (thread-safe)."""
-    # kept on the (immutable) packed graphs, so the encoder and the k-GNN of one ensemble share it
-    with _REFINING:
-        store = packed.__dict__.setdefault("_colour_refinements", {})
-        if bidirectional not in store:
-            store[bidirectional] = _Refinement(packed, bidirectional)
-        ref = store[bidirectional]
-    while len(ref.rounds) <= rounds:
+    # kept on the (immutable) packed graphs, so the encoder and the k-GNN of one ensemble share it.
+    # A refinement is stored, and a round appended, only once computed, so reading what is there
+    # needs no lock (a thread that needs round 0 does not queue behind one computing round 3)
+    ref = packed.__dict__.get("_colour_refinements", {}).get(bidirectional)
+    if ref is None:
         with _REFINING:
-            ref.upto(min(rounds, len(ref.rounds)))  # at most one more round (none if another thread did it)
+            store = packed.__dict__.setdefault("_colour_refinements", {})
+            if bidirectional not in store:
+                store[bidirectional] = _Refinement(packed, bidirectional)
+            ref = store[bidirectional]
+    if len(ref.rounds) <= rounds:
+        with ref.lock:
+            ref.upto(rounds)  # nothing to do if another thread computed them meanwhile
     return ref
 
 

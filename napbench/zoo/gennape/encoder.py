@@ -105,11 +105,27 @@ class GraphEncoder(nn.Module):
         (NB-201: 6,672 among 11,640 distinct graphs, which differ only in nodes the stride skips)."""
         if self.training:
             raise InvalidArgumentError("embed_packed is an inference path; expected the encoder in eval mode")
-        from napbench.zoo.colours import colour_refinement, pooled_graphconv
+        from concurrent.futures import ThreadPoolExecutor
+
+        from napbench.zoo.colours import pooled_graphconv
+
+        def gnn_branch() -> torch.Tensor:
+            with torch.no_grad():  # grad mode is per thread
+                return pooled_graphconv(packed, self.convs, self._features)
+
+        # the GNN branch in a second thread while this one runs the transformer (torch releases the
+        # GIL; the two branches share only the colour refinement, which is thread-safe)
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="napbench-gnn") as pool:
+            gnn = pool.submit(gnn_branch)
+            t = self._embed_sequences(packed, batch_size)
+            g = gnn.result()
+        return torch.cat([g, t], dim=1)
+
+    def _embed_sequences(self, packed: PackedGraphs, batch_size: int) -> torch.Tensor:
+        """``(G, hidden)``: the transformer branch of :meth:`embed_packed`."""
+        from napbench.zoo.colours import colour_refinement
         from napbench.zoo.features import distinct_in_order
 
-        # the transformer first: it needs colours of round 0 only, so in an ensemble predicted in
-        # threads the k-GNN can extend the shared refinement meanwhile
         index, mask = (t.numpy() for t in self._attention_index(torch.from_numpy(packed.node_ptr)))
         same_input = colour_refinement(packed, 0)[0].inverse  # round 0: equal node features
         reps, position = distinct_in_order(np.where(mask, -1, same_input[index]), axis=0)  # one graph per sequence
@@ -126,8 +142,7 @@ class GraphEncoder(nn.Module):
                 idx = index[reps[which], :width].reshape(-1)
                 x = self.proj(self._features(torch.from_numpy(packed.node_features_at(idx))))
                 t[torch.from_numpy(which)] = self.attn(x.reshape(len(which), width, -1)).mean(1)
-        g = pooled_graphconv(packed, self.convs, self._features)
-        return torch.cat([g, t[torch.from_numpy(position)]], dim=1)
+        return t[torch.from_numpy(position)]
 
     def _attention_index(self, ptr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(index, mask)``, both ``(B, W)``: the node rows each graph of ``ptr`` attends over (all
