@@ -417,6 +417,10 @@ def test_members_predicted_in_threads_equal_members_predicted_one_by_one(ensembl
     for name in ensemble.member_names:
         np.testing.assert_array_equal(many["members"][name], one["members"][name])
     np.testing.assert_array_equal(many["mean"], one["mean"])
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(InvalidArgumentError, match="workers"):
+            ensemble.workers = bad
+    assert ensemble.workers == saved
 
 
 def test_fits_in_threads_equal_a_fit_alone(home: Path, nb201) -> None:

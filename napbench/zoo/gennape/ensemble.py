@@ -113,8 +113,7 @@ class GennapeEnsemble(Predictor):
         self.kgnn_epochs, self.weight_temperature, self.source_task = int(kgnn_epochs), float(weight_temperature), source_task
         self.root, self.mirror = root, mirror
         self.cache = cache if cache is not None else EncoderCache()
-        #: members predicted at once, in threads (None: one per CPU core); a run-time setting, not saved
-        self.workers: int | None = None
+        self._workers: int | None = None
         self.members: list[Predictor] = []
         self.register_buffer("weights", torch.full((len(self.member_names),), 1.0 / len(self.member_names), dtype=torch.float64))
         self.register_buffer("out_map", torch.tensor([0.0, 1.0], dtype=torch.float64))
@@ -348,6 +347,18 @@ class GennapeEnsemble(Predictor):
         sub, inverse = _distinct(graphs)
         p = self._predict_members(sub)
         return p if inverse is None else p[:, inverse]
+
+    @property
+    def workers(self) -> int | None:
+        """Members predicted at once, in threads (None, the default: one per CPU core); a run-time
+        setting, not saved with the checkpoint."""
+        return self._workers
+
+    @workers.setter
+    def workers(self, value: int | None) -> None:
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise InvalidArgumentError(f"workers is {value!r}; expected an int >= 1, or None for one per CPU core")
+        self._workers = value
 
     def _predict_members(self, graphs: GraphsLike) -> np.ndarray:
         """Each member's prediction, ``workers`` members at a time in threads (torch and numpy
