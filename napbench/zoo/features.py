@@ -169,6 +169,7 @@ class PackedGraphs:
 
         if workers is None:
             workers = min(os.cpu_count() or 1, table.num_rows // _MIN_SLICE)
+        workers = min(workers, table.num_rows)  # no empty slice
         if workers > 1:
             from concurrent.futures import ThreadPoolExecutor
 

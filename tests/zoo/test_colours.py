@@ -170,6 +170,8 @@ def test_colours_and_packed_features_do_not_depend_on_the_threads_that_compute_t
     many = PackedGraphs.from_arrow(sub.table, workers=3)  # three slices of rows, in threads
     for field in ("op", "numeric", "src", "dst", "node_ptr", "edge_ptr"):
         np.testing.assert_array_equal(getattr(many, field), getattr(one, field))
+    two = PackedGraphs.from_arrow(sub.table.slice(0, 2), workers=8)  # more workers than graphs
+    np.testing.assert_array_equal(two.node_ptr, one.node_ptr[:3])
     monkeypatch.setattr(features_module, "_MIN_SLICE", 16)
     np.testing.assert_array_equal(PackedGraphs.from_arrow(sub.table).numeric, one.numeric)  # the default splits too
 
