@@ -375,7 +375,7 @@ class GennapeEnsemble(Predictor):
         else:
             if is_dataset(graphs):
                 pack(graphs)  # featurised once, before the members read it
-            order = sorted(range(n), key=lambda i: i > 0 and _shares_encoder(self.members[i], self.members[0]))
+            order = sorted(range(n), key=lambda i: _queue_key(self.members, i))
             with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="gennape-member") as pool:
                 futures = {i: pool.submit(self.members[i].predict, graphs) for i in order}
                 out = [np.asarray(futures[i].result(), dtype=np.float64) for i in range(n)]
@@ -409,6 +409,16 @@ class GennapeEnsemble(Predictor):
 
 def _shares_encoder(member: Predictor, first: Predictor) -> bool:
     return isinstance(member, GennapePredictor) and isinstance(first, GennapePredictor) and member.fingerprint() == first.fingerprint()
+
+
+def _queue_key(members: list[Predictor], i: int) -> tuple[bool, bool, int]:
+    """Order of the members in the thread pool: the first member (it computes the shared
+    embeddings), the members that do not wait for them, then those that do, longest first: the
+    pairwise rankers (a merge sort, about n log2 n comparisons), more clusters first."""
+    m = members[i]
+    waits = i > 0 and _shares_encoder(m, members[0])
+    clusters = int(m.centroids.shape[0]) if isinstance(m, GennapePredictor) and m.centroids is not None else 1
+    return waits, not isinstance(m, GennapePairwise), -clusters
 
 
 def _tau(p: np.ndarray, z: np.ndarray) -> float:
