@@ -364,8 +364,9 @@ class GennapeEnsemble(Predictor):
         """Each member's prediction, ``workers`` members at a time in threads (torch and numpy
         release the GIL; every member runs the same ops as alone, so the values do not depend on
         ``workers``). The members that read the embeddings of the first member's encoder are
-        queued last: they would only wait for them (:meth:`GennapePredictor.embed` computes them
-        once), while the others (``kgnn``, ``flops``) use the other cores."""
+        queued last, longest first (:func:`_queue_key`): they would only wait for them
+        (:meth:`GennapePredictor.embed` computes them once), while the others (``kgnn``,
+        ``flops``) use the other cores."""
         from concurrent.futures import ThreadPoolExecutor
 
         n = len(self.members)
