@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from napbench.errors import InvalidArgumentError
-from napbench.zoo.features import PackedGraphs, concat_ranges
+from napbench.zoo.features import PackedGraphs, concat_ranges, map_slices
 from napbench.zoo.wl import mix64
 
 __all__ = ["Colours", "colour_refinement", "pooled_graphconv"]
@@ -71,24 +71,7 @@ def _factorize(h: np.ndarray) -> Colours:
     return Colours(codes, rep, np.asarray(uniques, dtype=_U))
 
 
-def _in_slices(n: int, fn: Callable[[int, int], None]) -> None:
-    """``fn(lo, hi)`` on slices of ``range(n)`` covering it, in threads when ``n`` is large (numpy
-    releases the GIL): one slice per CPU core, each of at least ``_MIN_SLICE`` rows."""
-    import os
-
-    workers = max(1, min(os.cpu_count() or 1, n // _MIN_SLICE))
-    if workers == 1:
-        fn(0, n)
-        return
-    from concurrent.futures import ThreadPoolExecutor
-
-    bounds = np.linspace(0, n, workers + 1).round().astype(np.int64).tolist()
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="napbench-colours") as pool:
-        for f in [pool.submit(fn, lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:])]:
-            f.result()
-
-
-#: the fewest nodes :func:`_in_slices` hashes in one thread of several
+#: the fewest nodes hashed in one thread of several (:func:`napbench.zoo.features.map_slices`)
 _MIN_SLICE = 200_000
 _SALT = _U(0x243F6A8885A308D3)
 
@@ -116,7 +99,7 @@ class _Refinement:
                 x = mix64(x ^ bits[lo:hi, j])
             h[lo:hi] = x
 
-        _in_slices(n, node_hash)
+        map_slices(n, node_hash, min_slice=_MIN_SLICE)
         self.rounds = [_factorize(h)]
         self.lock = threading.Lock()  # held by the thread adding rounds (see _refinement)
 
@@ -147,8 +130,8 @@ class _Refinement:
                         agg[has] = np.add.reduceat(m, self.ptr[lo:hi][has] - p0)
                 new[lo:hi] = mix64(h[lo:hi] ^ mix64(agg ^ _SALT))
 
-            _in_slices(len(h), gather)
-            _in_slices(len(h), refine)
+            map_slices(len(h), gather, min_slice=_MIN_SLICE)
+            map_slices(len(h), refine, min_slice=_MIN_SLICE)
             self.rounds.append(_factorize(new))
         return self.rounds[: rounds + 1]
 

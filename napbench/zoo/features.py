@@ -28,10 +28,10 @@ one-graph convenience form.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, TypeVar
 
 import numpy as np
 
@@ -73,6 +73,8 @@ def _node_rows(g: CompGraph, ops: list[int], num: list[tuple[int, ...]]) -> None
         grp = n.groups if n.op in _WEIGHTED_GROUP_OPS else (1 if n.weight_shape else 0)
         num.append((c_in, c_out, h, w, k, s, grp, node_flops(n), node_params(n)))
 
+
+T = TypeVar("T")
 
 #: the fewest graphs :meth:`PackedGraphs.from_arrow` featurises in one thread of several
 _MIN_SLICE = 4096
@@ -165,19 +167,9 @@ class PackedGraphs:
         numpy release the GIL; default: one per CPU core, slices of at least 4,096 graphs); every
         value is computed per node or per graph, so the result does not depend on ``workers``.
         """
-        import os
-
-        if workers is None:
-            workers = min(os.cpu_count() or 1, table.num_rows // _MIN_SLICE)
-        workers = min(workers, table.num_rows)  # no empty slice
-        if workers > 1:
-            from concurrent.futures import ThreadPoolExecutor
-
-            bounds = np.linspace(0, table.num_rows, workers + 1).round().astype(int)
-            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="napbench-pack") as pool:
-                parts = list(pool.map(lambda b: cls._from_arrow(table.slice(b[0], b[1] - b[0])), zip(bounds[:-1], bounds[1:])))
-            return cls.concat(parts)
-        return cls._from_arrow(table)
+        parts = map_slices(table.num_rows, lambda lo, hi: cls._from_arrow(table.slice(lo, hi - lo)), min_slice=_MIN_SLICE,
+                           workers=workers)
+        return cls.concat(parts)
 
     @classmethod
     def _from_arrow(cls, table: pa.Table) -> PackedGraphs:
@@ -497,6 +489,24 @@ def _list_of_struct_fields(column: pa.ChunkedArray, names: Sequence[str]) -> tup
             if k in items:
                 parts.setdefault(k, []).append(items[k].slice(lo, hi - lo))
     return np.cumsum(np.concatenate(counts)), parts
+
+
+def map_slices(n: int, fn: Callable[[int, int], T], *, min_slice: int, workers: int | None = None) -> list[T]:
+    """``[fn(lo, hi), ...]`` over consecutive slices covering ``range(n)``, in order, run in threads
+    (numpy and Arrow release the GIL). ``workers`` slices (default: one per CPU core, each of at
+    least ``min_slice`` rows); never an empty slice, except the one slice of an empty range."""
+    import os
+
+    if workers is None:
+        workers = min(os.cpu_count() or 1, n // min_slice)
+    workers = max(1, min(workers, n))
+    if workers == 1:
+        return [fn(0, n)]
+    from concurrent.futures import ThreadPoolExecutor
+
+    bounds = np.linspace(0, n, workers + 1).round().astype(np.int64).tolist()
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="napbench-slices") as pool:
+        return list(pool.map(fn, bounds[:-1], bounds[1:]))
 
 
 def distinct_in_order(keys: np.ndarray, *, axis: int | None = None) -> tuple[np.ndarray, np.ndarray]:
