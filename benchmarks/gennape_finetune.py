@@ -11,7 +11,10 @@ samples:
 * ``in-sample taus``: the issue's literal weighting, the softmax (temperature 1) of each
   fine-tuned member's Kendall tau on the sample it was fine-tuned on;
 * ``out-of-fold taus``: the taus measured out of fold on the sample, temperature chosen on it;
-* ``out-of-fold + WL``: plus the WL-subtree kernel ridge correction (the default).
+* ``out-of-fold+wl``, ``out-of-fold+gp``: blended with one target model fitted on the sample
+  alone (a WL-subtree kernel ridge; a Gaussian process on the encoder's embeddings);
+* ``out-of-fold+blend``: blended with both (the default fine-tuning, see
+  :mod:`napbench.zoo.gennape.blend`).
 
 Zero-shot is printed for reference. ``--subset`` evaluates on the family's named subsets
 (NB-201: the 4,096 cells without ``none``, the space GENNAPE and Han et al. report on), with
@@ -32,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--shots", type=int, default=50)
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--subset", action="store_true", help="the family's named subsets instead of the whole family")
-    ap.add_argument("--variants", default="in-sample,out-of-fold,out-of-fold+wl", help="comma-separated variants to run")
+    ap.add_argument("--variants", default="in-sample,out-of-fold,out-of-fold+blend", help="comma-separated variants to run")
     args = ap.parse_args(argv)
 
     import numpy as np
@@ -54,9 +57,11 @@ def main(argv: list[str] | None = None) -> int:
             ds, y = data.take(rows)
             targets.append((name, Labelled(data.family, data.label, ds, y)))
     ens = zoo.load(args.checkpoint)
-    settings = {"in-sample": {"out_of_fold": False, "wl_residual": False, "weight_temperature": 1.0},
-                "out-of-fold": {"out_of_fold": True, "wl_residual": False, "weight_temperature": 1.0},
-                "out-of-fold+wl": {"out_of_fold": True, "wl_residual": True, "weight_temperature": 1.0}}
+    settings = {"in-sample": {"out_of_fold": False, "target_models": (), "weight_temperature": 1.0},
+                "out-of-fold": {"out_of_fold": True, "target_models": (), "weight_temperature": 1.0},
+                "out-of-fold+wl": {"out_of_fold": True, "target_models": ("wl",), "weight_temperature": 1.0},
+                "out-of-fold+gp": {"out_of_fold": True, "target_models": ("gp",), "weight_temperature": 1.0},
+                "out-of-fold+blend": {"out_of_fold": True, "target_models": ("gp", "wl"), "weight_temperature": 1.0}}
     chosen = [v.strip() for v in args.variants.split(",") if v.strip()]
     bad = [v for v in chosen if v not in settings]
     if bad:

@@ -127,6 +127,8 @@ class WLRidge:
         self.alpha = float("inf")
         self.offset = 0.0
         self.loo_srcc: dict[str, float] = {}
+        #: leave-one-out predictions of the training labels at the chosen ``alpha`` (the prior where none)
+        self.loo = np.zeros(0)
 
     @property
     def is_fitted(self) -> bool:
@@ -146,6 +148,7 @@ class WLRidge:
         r0 = r - r.mean()
         self.loo_srcc = {}
         best, best_alpha, best_dual = _spearman(base, y) if prior is not None else -np.inf, float("inf"), np.zeros(len(y))
+        best_loo = base.copy()
         if prior is not None:
             self.loo_srcc["none"] = round(best, 4)
         for a in self.alphas:
@@ -156,8 +159,9 @@ class WLRidge:
             s = _spearman(loo, y)
             self.loo_srcc[f"{a:g}"] = round(s, 4)
             if s > best + 1e-9:
-                best, best_alpha, best_dual = s, a, dual
+                best, best_alpha, best_dual, best_loo = s, a, dual, loo
         self.alpha, self.dual, self.offset = best_alpha, best_dual, float(r.mean()) if np.isfinite(best_alpha) else 0.0
+        self.loo = best_loo
         self.x_train = x
         return self
 

@@ -206,19 +206,37 @@ def test_fine_tuned_weights_follow_out_of_fold_kendall_taus(ensemble, nb201) -> 
     np.testing.assert_allclose(ensemble.weights.numpy(), 1.0 / len(taus))
 
 
-def test_wl_correction_is_part_of_the_prediction_and_can_be_switched_off(ensemble, nb201) -> None:
+def test_fine_tuned_prediction_is_the_blend_of_members_and_target_models(ensemble, nb201) -> None:
+    from napbench.zoo.gennape.blend import EmbeddingGP
+    from napbench.zoo.wl import WLRidge
+
     ds, y = nb201
     shots, tgt = ds.subset(list(range(40, 64))), ds.subset(list(range(64)))
     tuned = ensemble.clone().fine_tune(shots, y[40:], progress=False)
-    r = tuned.predict_with_uncertainty(tgt)
-    w = tuned.weights.numpy()
+    blend = tuned.training_info["blend"]
+    assert blend["models"] == ["gp", "wl"] and sum(blend["weights"]) == pytest.approx(1.0)
+    # rebuilt by hand: members standardised as their out-of-fold mix, target models as their leave-one-out values
+    members = (tuned.member_predictions(tgt) - blend["loc"][0]) / blend["scale"][0]
+    gp = (EmbeddingGP.from_state(blend["gp"]).predict(tuned.members[0].embed(tgt)) - blend["loc"][1]) / blend["scale"][1]
+    wl = (WLRidge.from_state(blend["wl"]).predict(tgt) - blend["loc"][2]) / blend["scale"][2]
+    bw = blend["weights"]
+    z = bw[0] * tuned.weights.numpy() @ members + bw[1] * gp + bw[2] * wl
     a, b = tuned.out_map.numpy()
-    mix = a + b * (w[:, None] * tuned.member_predictions(tgt)).sum(0)
-    np.testing.assert_allclose(r["mean"], mix + r.get("correction", 0.0), atol=1e-9)
+    r = tuned.predict_with_uncertainty(tgt)
+    np.testing.assert_allclose(r["mean"], a + b * z, atol=1e-9)
+    assert set(r["members"]) == {*tuned.member_names, "target:gp", "target:wl"}
+    assert sum(r["weights"].values()) == pytest.approx(1.0)
+    np.testing.assert_allclose(r["members"]["target:gp"], a + b * gp, atol=1e-9)
+    assert (r["std"] >= 0).all() and np.ptp(r["std"]) > 0
+    # the blend's out-of-sample values map to the sample's labels: mean and spread of the labels
+    fitted = tuned.training_info["fine_tune"][-1]
+    assert fitted["blend_loo_srcc"] >= fitted["out_of_fold_srcc"] - 1e-9  # the members alone are on the grid
     plain = ensemble.clone()
-    plain.wl_residual = False
+    plain.target_models = ()
     p = plain.fine_tune(shots, y[40:], progress=False)
-    assert "wl_residual" not in p.training_info and "correction" not in p.predict_with_uncertainty(tgt)
+    assert "blend" not in p.training_info and set(p.predict_with_uncertainty(tgt)["members"]) == set(p.member_names)
+    a, b = p.out_map.numpy()
+    np.testing.assert_allclose(p.predict(tgt), a + b * p.weights.numpy() @ p.member_predictions(tgt), atol=1e-9)
 
 
 def test_save_load_identical_predictions_members_included(tmp_path: Path, ensemble, nb201) -> None:

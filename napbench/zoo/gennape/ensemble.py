@@ -26,11 +26,15 @@ their label transforms (pairwise members: the normal quantile of their merge-sor
   weighted out-of-fold mix with the sample (ties keep the plainest softmax). Each member is
   divided by its spread on the sample (as zero-shot), and the mix maps to the target's label
   units as its out-of-fold values map to the sample's z-scores;
-* with ``wl_residual`` (default), a kernel ridge on Weisfeiler-Lehman subtree features
-  (:class:`napbench.zoo.wl.WLRidge`) is fitted to what the out-of-fold mix gets wrong on the
-  sample and added to the prediction: transfer gives the ranking, the target's own samples
-  correct it where its sub-structures say otherwise. Its strength is chosen by leave-one-out
-  Spearman correlation, "no correction" included, so it is left out when it does not help;
+* with ``target_models`` (default ``("gp", "wl")``, see :mod:`napbench.zoo.gennape.blend`),
+  learners fitted on the sample alone -- a Gaussian process on the shared encoder's embeddings
+  and a kernel ridge on Weisfeiler-Lehman subtree features -- are blended with the members' mix.
+  The blend weights (a grid on the simplex, step ``blend_step``) are those whose blend of the
+  mix's out-of-fold values and the learners' leave-one-out values ranks the sample best (ties
+  keep the most weight on transfer): where transfer ranks the target well (NB-201) the mix
+  keeps most of the weight, where it does not (TransNAS-Bench-101 macro) the target's own
+  samples take over. The blend maps to label units as its out-of-sample values map to the
+  sample's z-scores;
 * :meth:`GennapeEnsemble.calibrate` (label-free) calibrates every member on an unlabelled
   sample, so that afterwards a graph's prediction does not depend on the other graphs of the
   call (see :mod:`napbench.zoo.gennape.predictors`; ``kgnn`` and ``flops`` are pointwise already);
@@ -55,13 +59,19 @@ from napbench.zoo._interface import Predictor, utc_now
 from napbench.zoo._registry import get_predictor, register_predictor
 from napbench.zoo.features import distinct_in_order, pack
 from napbench.zoo.gennape import transforms as T
+from napbench.zoo.gennape.blend import EmbeddingGP, simplex_grid, simplex_weights
 from napbench.zoo.gennape.predictors import LABEL_TASK, EncoderCache, GennapePairwise, GennapePredictor
 from napbench.zoo.wl import WLRidge
 
 #: the members, in order
 MEMBERS: tuple[str, ...] = ("gennape:cl+fcm+t", "gennape:cl+t", "gennape:cl+pairwise", "gennape:cl+fcm+pairwise", "kgnn", "flops")
 
-__all__ = ["MEMBERS", "GennapeEnsemble"]
+#: learners fitted on the fine-tuning sample alone, blended with the members (see :mod:`napbench.zoo.gennape.blend`)
+TARGET_MODELS: tuple[str, ...] = ("gp", "wl")
+#: fewer fine-tuning samples than this: no target models (their leave-one-out scores would be noise)
+MIN_TARGET_SAMPLES = 5
+
+__all__ = ["MEMBERS", "TARGET_MODELS", "GennapeEnsemble"]
 
 
 @register_predictor("gennape")
@@ -90,7 +100,8 @@ class GennapeEnsemble(Predictor):
         temperatures: tuple[float, ...] = (1.0, 0.3, 0.1),
         folds: int = 5,
         out_of_fold: bool = True,
-        wl_residual: bool = True,
+        target_models: tuple[str, ...] = ("gp", "wl"),
+        blend_step: float = 0.1,
         wl_iterations: int = 2,
         source_task: str | None = None,
         root: str | None = None,
@@ -107,7 +118,12 @@ class GennapeEnsemble(Predictor):
             raise InvalidArgumentError(f"folds is {folds!r}; expected an int >= 2")
         self.temperatures = tuple(float(t) for t in temperatures)
         self.folds, self.out_of_fold = folds, bool(out_of_fold)
-        self.wl_residual, self.wl_iterations = bool(wl_residual), int(wl_iterations)
+        bad_t = [t for t in target_models if t not in TARGET_MODELS]
+        if bad_t:
+            raise InvalidArgumentError(f"target models {bad_t!r} are invalid; expected names among {list(TARGET_MODELS)}")
+        simplex_grid(len(target_models) + 1, blend_step)  # checks the step
+        self.target_models, self.blend_step = tuple(target_models), float(blend_step)
+        self.wl_iterations = int(wl_iterations)
         self.member_names = list(members)
         self.member_kwargs = dict(member_kwargs or {})
         self.kgnn_epochs, self.weight_temperature, self.source_task = int(kgnn_epochs), float(weight_temperature), source_task
@@ -242,7 +258,7 @@ class GennapeEnsemble(Predictor):
 
     def fine_tune(self, graphs: GraphsLike, y: Any, *, epochs: int | None = None, seed: int = 0, progress: bool = True) -> GennapeEnsemble:
         """Fine-tune every member on the standardised k samples; weights = softmax(out-of-fold Kendall tau /
-        temperature); then a WL kernel ridge corrects the mix (see the module docstring)."""
+        temperature); then blend the mix with target models fitted on the sample alone (see the module docstring)."""
         from scipy.stats import spearmanr
 
         y = check_graphs_labels(graphs, y)
@@ -295,13 +311,53 @@ class GennapeEnsemble(Predictor):
                                 "temperature": temp, "out_of_fold_srcc": round(best[0], 4),
                                 "kept_zero_shot": [n for n, k in zip(self.member_names, kept) if k]}
         self.training_info.pop("wl_residual", None)
-        if self.wl_residual and n >= 5:
-            wl = WLRidge(iterations=self.wl_iterations).fit(graphs, z, prior=(mix_oof - c0) / c1)
-            if np.isfinite(wl.alpha):
-                self.training_info["wl_residual"] = {**wl.state(), "label_std": sd}
-            info["wl_alpha"], info["wl_loo_srcc"] = wl.alpha if np.isfinite(wl.alpha) else None, wl.loo_srcc
+        self.training_info.pop("blend", None)
+        if self.target_models and n >= MIN_TARGET_SAMPLES:
+            blend = self._fit_blend(graphs, z, mix_oof, seed=seed)
+            self.training_info["blend"] = blend
+            self.out_map = torch.tensor([mu - sd * blend["out"][0] / blend["out"][1], sd / blend["out"][1]], dtype=torch.float64)
+            info["blend_weights"] = dict(zip(["members", *blend["models"]], blend["weights"]))
+            info["blend_loo_srcc"] = blend["loo_srcc"]
         self._record("fine_tune", graphs, y, seed=seed, **info)
         return self
+
+    def _fit_blend(self, graphs: GraphsLike, z: np.ndarray, mix: np.ndarray, *, seed: int) -> dict[str, Any]:
+        """Fit the target models on the sample and choose the blend weights (module docstring).
+
+        ``mix``: the members' out-of-fold mix of the sample. Returns the blend's state: the target
+        ``models`` fitted (``gp`` needs a GENNAPE member's encoder), each part's ``loc`` / ``scale``
+        (of its out-of-sample values; part 0 is the members' mix), the ``weights``, ``out`` (the
+        blend's out-of-sample mean and standard deviation) and each target model's fitted state."""
+        has_encoder = any(isinstance(m, GennapePredictor) for m in self.members)
+        models = [t for t in self.target_models if t != "gp" or has_encoder]
+        parts, state = [mix], {}
+        for name in models:
+            if name == "gp":
+                gp = EmbeddingGP().fit(self._first_gennape().embed(graphs), z, seed=seed)
+                parts.append(gp.loo)
+                state["gp"] = gp.state()
+            else:
+                wl = WLRidge(iterations=self.wl_iterations).fit(graphs, z)
+                parts.append(wl.loo)
+                state["wl"] = wl.state()
+        loc = [float(p.mean()) for p in parts]
+        scale = [float(p.std()) if p.std() > 1e-12 else 1.0 for p in parts]
+        loo = np.stack([(p - a) / b for p, a, b in zip(parts, loc, scale)])
+        w, srcc = simplex_weights(loo, z, step=self.blend_step)
+        b = w @ loo
+        return {"models": models, "loc": loc, "scale": scale, "weights": [float(v) for v in w], "loo_srcc": round(srcc, 4),
+                "out": [float(b.mean()), float(b.std()) if b.std() > 1e-12 else 1.0], **state}
+
+    def _target_parts(self, graphs: GraphsLike, blend: Mapping[str, Any]) -> list[np.ndarray]:
+        """The fitted target models' predictions of ``graphs``, standardised as in the blend."""
+        out = []
+        for i, name in enumerate(blend["models"], start=1):
+            if name == "gp":
+                p = EmbeddingGP.from_state(blend["gp"]).predict(self._first_gennape().embed(graphs))
+            else:
+                p = WLRidge.from_state(blend["wl"]).predict(graphs)
+            out.append((p - blend["loc"][i]) / blend["scale"][i])
+        return out
 
     def _out_of_fold(self, graphs: GraphsLike, z: np.ndarray, *, epochs: int | None, seed: int) -> np.ndarray:
         """``(members, k)``: each sample predicted by a copy of each member fine-tuned on the other folds
@@ -383,19 +439,29 @@ class GennapeEnsemble(Predictor):
         return np.stack(out) / self.scales.numpy()[:, None]
 
     def predict_with_uncertainty(self, graphs: GraphsLike) -> dict[str, Any]:
-        """``mean`` (the prediction), ``std`` (weighted spread of the members), ``members`` (name -> values), ``weights``
-        (and, after fine-tuning with a WL correction, ``correction``: its share of ``mean``)."""
+        """``mean`` (the prediction), ``std`` (weighted spread of the members), ``members`` (name -> values), ``weights``.
+
+        After fine-tuning with target models, ``members`` and ``weights`` also hold ``target:gp`` and
+        ``target:wl`` (each part in label units, as if it had all the weight) and ``std`` is the weighted
+        spread of all parts."""
         self._check_fitted()
         sub, inverse = _distinct(graphs)
         p = self._predict_members(sub)
-        p = p if inverse is None else p[:, inverse]
-        w = self.weights.numpy()[:, None]
-        mean = (w * p).sum(0)
-        std = np.sqrt((w * (p - mean) ** 2).sum(0))
+        names, w = list(self.member_names), self.weights.numpy()
+        blend = self.training_info.get("blend")
+        if blend:  # fine-tuned with target models: members (standardised as the mix) and target models, blended
+            bw = np.asarray(blend["weights"], dtype=np.float64)
+            p = np.concatenate([(p - blend["loc"][0]) / blend["scale"][0], *(t[None] for t in self._target_parts(sub, blend))])
+            p = p if inverse is None else p[:, inverse]
+            names, w = names + [f"target:{t}" for t in blend["models"]], np.concatenate([bw[0] * w, bw[1:]])
+        else:
+            p = p if inverse is None else p[:, inverse]
+        mean = (w[:, None] * p).sum(0)  # column by column: a graph's value does not depend on the call's size
+        std = np.sqrt((w[:, None] * (p - mean) ** 2).sum(0))
         a, b = (float(v) for v in self.out_map)
-        out = {"mean": a + b * mean, "std": b * std, "members": {n: a + b * p[i] for i, n in enumerate(self.member_names)},
-               "weights": dict(zip(self.member_names, self.weights.tolist()))}
-        state = self.training_info.get("wl_residual")
+        out = {"mean": a + b * mean, "std": b * std, "members": {n: a + b * p[i] for i, n in enumerate(names)},
+               "weights": dict(zip(names, w.tolist()))}
+        state = self.training_info.get("wl_residual")  # fine-tuned before the blend: a WL residual correction
         if state:
             corr = float(state["label_std"]) * WLRidge.from_state(state).predict(sub)
             corr = corr if inverse is None else corr[inverse]
