@@ -457,3 +457,14 @@ def test_fits_in_threads_equal_a_fit_alone(home: Path, nb201) -> None:
         results = [f.result() for f in [pool.submit(fit_predict) for _ in range(3)]]
     for r in results:
         np.testing.assert_array_equal(r, alone)
+
+
+def test_zero_shot_weights_per_member_or_per_independent_model(ensemble) -> None:
+    np.testing.assert_allclose(ensemble.equal_weights("members"), np.full(6, 1 / 6))
+    w = ensemble.equal_weights("encoders")  # four members on one encoder share one vote with kgnn and flops
+    np.testing.assert_allclose(w, [1 / 12] * 4 + [1 / 3, 1 / 3])
+    np.testing.assert_allclose(ensemble.weights.numpy(), ensemble.equal_weights())  # fit used the configured kind
+    with pytest.raises(InvalidArgumentError, match="zero-shot weights 'votes'"):
+        ensemble.equal_weights("votes")
+    with pytest.raises(InvalidArgumentError, match="zero_shot_weights is 'votes'"):
+        zoo.get_predictor("gennape", zero_shot_weights="votes")

@@ -12,7 +12,10 @@ their label transforms (pairwise members: the normal quantile of their merge-sor
   standard deviations above the mean of its family the label is expected to be. Each member's
   output is first divided by its spread on the training graphs (mean within-family standard
   deviation; 1 for the rank-based pairwise members), so that a member that predicts shrunken
-  z-scores (least squares on a weak feature, e.g. ``flops``) still carries its equal weight;
+  z-scores (least squares on a weak feature, e.g. ``flops``) still carries its equal weight.
+  ``zero_shot_weights="encoders"`` gives one equal share per independent model instead: the four
+  members on one pretrained encoder split one share, ``kgnn`` and ``flops`` one each
+  (:meth:`GennapeEnsemble.equal_weights`);
 * :meth:`GennapeEnsemble.fine_tune` standardises the k target labels with their own mean and
   standard deviation. Each member's Kendall tau is measured **out of fold** on that sample
   (``folds``-fold: every sample is predicted by a copy of the member fine-tuned without it), and
@@ -66,12 +69,14 @@ from napbench.zoo.wl import WLRidge
 #: the members, in order
 MEMBERS: tuple[str, ...] = ("gennape:cl+fcm+t", "gennape:cl+t", "gennape:cl+pairwise", "gennape:cl+fcm+pairwise", "kgnn", "flops")
 
+#: zero-shot weightings (:meth:`GennapeEnsemble.equal_weights`)
+ZERO_SHOT_WEIGHTS: tuple[str, ...] = ("members", "encoders")
 #: learners fitted on the fine-tuning sample alone, blended with the members (see :mod:`napbench.zoo.gennape.blend`)
 TARGET_MODELS: tuple[str, ...] = ("gp", "wl")
 #: fewer fine-tuning samples than this: no target models (their leave-one-out scores would be noise)
 MIN_TARGET_SAMPLES = 5
 
-__all__ = ["MEMBERS", "TARGET_MODELS", "GennapeEnsemble"]
+__all__ = ["MEMBERS", "TARGET_MODELS", "ZERO_SHOT_WEIGHTS", "GennapeEnsemble"]
 
 
 @register_predictor("gennape")
@@ -100,6 +105,7 @@ class GennapeEnsemble(Predictor):
         temperatures: tuple[float, ...] = (1.0, 0.3, 0.1),
         folds: int = 5,
         out_of_fold: bool = True,
+        zero_shot_weights: str = "members",
         target_models: tuple[str, ...] = ("gp", "wl"),
         blend_step: float = 0.1,
         wl_iterations: int = 2,
@@ -118,6 +124,9 @@ class GennapeEnsemble(Predictor):
             raise InvalidArgumentError(f"folds is {folds!r}; expected an int >= 2")
         self.temperatures = tuple(float(t) for t in temperatures)
         self.folds, self.out_of_fold = folds, bool(out_of_fold)
+        if zero_shot_weights not in ZERO_SHOT_WEIGHTS:
+            raise InvalidArgumentError(f"zero_shot_weights is {zero_shot_weights!r}; expected one of {list(ZERO_SHOT_WEIGHTS)}")
+        self.zero_shot_weights = zero_shot_weights
         bad_t = [t for t in target_models if t not in TARGET_MODELS]
         if bad_t:
             raise InvalidArgumentError(f"target models {bad_t!r} are invalid; expected names among {list(TARGET_MODELS)}")
@@ -225,7 +234,7 @@ class GennapeEnsemble(Predictor):
             else:
                 m.fit(g_z, z, seed=seed, progress=False)
         n = len(self.members)
-        self.weights = torch.full((n,), 1.0 / n, dtype=torch.float64)
+        self.weights = torch.as_tensor(self.equal_weights(), dtype=torch.float64)
         self.out_map = torch.tensor([0.0, 1.0], dtype=torch.float64)
         self.taus = torch.zeros(n, dtype=torch.float64)
         self.scales = torch.as_tensor(self._member_spreads(graphs, seed), dtype=torch.float64)
@@ -234,6 +243,20 @@ class GennapeEnsemble(Predictor):
         if pre:
             self.training_info["pretrain"] = dict(pre)
         return self
+
+    def equal_weights(self, kind: str | None = None) -> np.ndarray:
+        """Zero-shot weights of ``kind`` (default :attr:`zero_shot_weights`): ``"members"``, one equal share per
+        member; ``"encoders"``, one equal share per independent model, the members that share one
+        pretrained encoder splitting one share (their errors are the encoder's, so they are one vote)."""
+        kind = self.zero_shot_weights if kind is None else kind
+        if kind not in ZERO_SHOT_WEIGHTS:
+            raise InvalidArgumentError(f"zero-shot weights {kind!r}; expected one of {list(ZERO_SHOT_WEIGHTS)}")
+        n = len(self.members) or len(self.member_names)
+        if kind == "members" or not self.members:
+            return np.full(n, 1.0 / n)
+        keys = [m.fingerprint() if isinstance(m, GennapePredictor) else f"#{i}" for i, m in enumerate(self.members)]
+        size = {k: keys.count(k) for k in keys}
+        return np.asarray([1.0 / (len(size) * size[k]) for k in keys])
 
     def _member_spreads(self, graphs: GraphsLike, seed: int, cap: int = 2000) -> np.ndarray:
         """Each member's mean within-family standard deviation of its predictions on (up to ``cap``
