@@ -1,0 +1,98 @@
+"""What k labelled samples of a family teach on their own, against what transfer brings.
+
+    python benchmarks/gennape_target_models.py --checkpoint runs/checkpoints/gennape-no-nb201 --target nb201 --shots 50,500
+
+For one checkpoint trained without ``--target`` and each sample size k (``--shots``), on the
+harness's k-shot samples (:func:`napbench.evaluation.protocols.k_shot`'s draw, ``--seeds``
+seeds, scored on the rest of the family), the SRCC of:
+
+* ``transfer``: the ensemble's zero-shot mix of its members (no fine-tuning; its values on the
+  sample are out of sample, so it needs no folds);
+* ``GP``: :class:`napbench.zoo.gennape.blend.EmbeddingGP` on the encoder's embeddings, fitted on
+  the k samples alone;
+* ``WL``: :class:`napbench.zoo.wl.WLRidge` (two rounds), fitted on the k samples alone;
+* ``blend``: the three blended with :func:`napbench.zoo.gennape.blend.simplex_weights`
+  (leave-one-out values of GP and WL); the mean blend weights are printed.
+
+The ensemble's own ``fine_tune`` also fine-tunes and reweighs the members first
+(``benchmarks/gennape_finetune.py`` measures that); this script isolates how much a family's
+own samples can say, which bounds what fine-tuning can add on top of transfer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--checkpoint", required=True, help="a gennape ensemble checkpoint folder (trained without --target)")
+    ap.add_argument("--target", required=True, help="labelled family to sample and score")
+    ap.add_argument("--shots", default="50,500", help="comma-separated sample sizes (each at most half the family)")
+    ap.add_argument("--seeds", type=int, default=5)
+    args = ap.parse_args(argv)
+    try:
+        shots = [int(s) for s in args.shots.split(",") if s.strip()]
+    except ValueError:
+        shots = []
+    if not shots or min(shots) < 5:
+        print(f"error: --shots {args.shots!r}; expected comma-separated integers >= 5", file=sys.stderr)
+        return 2
+
+    import numpy as np
+
+    from napbench import zoo
+    from napbench.evaluation.metrics import srcc
+    from napbench.evaluation.protocols import ProtocolConfig, labelled
+    from napbench.zoo.gennape.blend import EmbeddingGP, simplex_weights
+    from napbench.zoo.gennape.predictors import GennapePredictor
+    from napbench.zoo.wl import WLRidge
+
+    cfg = ProtocolConfig(max_eval=None, progress=False, plots=False)
+    data = labelled(args.target, cfg)
+    ens = zoo.load(args.checkpoint)
+    encoder = next((m for m in ens.members if isinstance(m, GennapePredictor)), None)
+    if encoder is None:
+        print(f"error: checkpoint {args.checkpoint!r} has no GENNAPE member; expected a gennape ensemble", file=sys.stderr)
+        return 2
+    t0 = time.perf_counter()
+    prior = ens.weights.numpy() @ ens.member_predictions(data.dataset)
+    emb = encoder.embed(data.dataset)
+    print(f"checkpoint {args.checkpoint}; target {args.target} ({len(data):,}); transfer and embeddings in "
+          f"{time.perf_counter() - t0:.0f} s; SRCC on the rest of the family, mean ± std over {args.seeds} seeds")
+    print("| k | transfer | GP alone | WL alone | blend | blend weights (transfer / GP / WL) |\n|---|---|---|---|---|---|")
+    for k in shots:
+        if k > len(data) // 2:
+            print(f"| {k} | (skipped: more than half of the family's {len(data):,}) | | | | |")
+            continue
+        rows: dict[str, list[float]] = {}
+        weights = []
+        for seed in range(args.seeds):
+            perm = np.random.default_rng((cfg.sample_seed, 3, seed)).permutation(len(data))
+            tr, te = np.sort(perm[:k]), np.sort(perm[k:])
+            y = data.y[tr]
+            z = (y - y.mean()) / (y.std() if y.std() > 0 else 1.0)
+            ds_tr, _ = data.take(tr)
+            ds_te, y_te = data.take(te)
+            gp = EmbeddingGP().fit(emb[tr], z, seed=seed)
+            wl = WLRidge(iterations=2).fit(ds_tr, z)
+            preds = {"transfer": prior[te], "GP alone": gp.predict(emb[te]), "WL alone": wl.predict(ds_te)}
+            loo = [prior[tr], gp.loo, wl.loo]
+            loc = [p.mean() for p in loo]
+            scale = [p.std() if p.std() > 1e-12 else 1.0 for p in loo]
+            w, _ = simplex_weights(np.stack([(p - a) / b for p, a, b in zip(loo, loc, scale)]), z)
+            weights.append(w)
+            parts = [preds["transfer"], preds["GP alone"], preds["WL alone"]]
+            preds["blend"] = sum(wi * (p - a) / b for wi, p, a, b in zip(w, parts, loc, scale))
+            for name, p in preds.items():
+                rows.setdefault(name, []).append(srcc(y_te, p))
+        cells = [f"{np.mean(v):.3f}±{np.std(v):.3f}" for v in rows.values()]
+        mw = np.mean(weights, axis=0)
+        print(f"| {k} | {' | '.join(cells)} | {mw[0]:.2f} / {mw[1]:.2f} / {mw[2]:.2f} |", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
