@@ -14,7 +14,9 @@ samples:
 * ``out-of-fold+wl``, ``out-of-fold+gp``: blended with one target model fitted on the sample
   alone (a WL-subtree kernel ridge; a Gaussian process on the encoder's embeddings);
 * ``out-of-fold+blend``: blended with both (the default fine-tuning, see
-  :mod:`napbench.zoo.gennape.blend`).
+  :mod:`napbench.zoo.gennape.blend`);
+* ``members-as-they-are+blend``: the members and their zero-shot weights untouched, only the
+  blend fitted (``fine_tune_members=False``).
 
 Zero-shot is printed for reference. ``--subset`` evaluates on the family's named subsets
 (NB-201: the 4,096 cells without ``none``, the space GENNAPE and Han et al. report on), with
@@ -61,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
                 "out-of-fold": {"out_of_fold": True, "target_models": (), "weight_temperature": 1.0},
                 "out-of-fold+wl": {"out_of_fold": True, "target_models": ("wl",), "weight_temperature": 1.0},
                 "out-of-fold+gp": {"out_of_fold": True, "target_models": ("gp",), "weight_temperature": 1.0},
-                "out-of-fold+blend": {"out_of_fold": True, "target_models": ("gp", "wl"), "weight_temperature": 1.0}}
+                "out-of-fold+blend": {"out_of_fold": True, "target_models": ("gp", "wl"), "weight_temperature": 1.0},
+                "members-as-they-are+blend": {"fine_tune_members": False, "target_models": ("gp", "wl")}}
     chosen = [v.strip() for v in args.variants.split(",") if v.strip()]
     bad = [v for v in chosen if v not in settings]
     if bad:

@@ -468,3 +468,20 @@ def test_zero_shot_weights_per_member_or_per_independent_model(ensemble) -> None
         ensemble.equal_weights("votes")
     with pytest.raises(InvalidArgumentError, match="zero_shot_weights is 'votes'"):
         zoo.get_predictor("gennape", zero_shot_weights="votes")
+
+
+def test_fine_tuning_can_leave_the_members_as_they_are(ensemble, nb201) -> None:
+    ds, y = nb201
+    shots, tgt = ds.subset(list(range(40, 64))), ds.subset(list(range(64)))
+    p = ensemble.clone()
+    p.fine_tune_members = False
+    before = p.member_predictions(tgt)
+    p.fine_tune(shots, y[40:], progress=False)
+    np.testing.assert_array_equal(p.member_predictions(tgt), before)  # no member was trained
+    np.testing.assert_allclose(p.weights.numpy(), ensemble.weights.numpy())
+    info = p.training_info["fine_tune"][-1]
+    assert info["members_fine_tuned"] is False and "blend" in p.training_info
+    taus = [kendalltau(m.predict(shots), (y[40:] - y[40:].mean()) / y[40:].std()).statistic for m in p.members]
+    np.testing.assert_allclose(info["taus"], np.round(taus, 4), atol=1e-4)
+    # in label units, like the full fine-tuning
+    assert abs(float(np.mean(p.predict(shots))) - float(y[40:].mean())) < 3 * float(y[40:].std())
