@@ -96,7 +96,8 @@ class GennapeEnsemble(Predictor):
         "(CIFAR-10 validation accuracy for NAS-Bench families, Taskonomy class_object score for TransNAS-Bench-101) "
         "lies above the mean of its family; compare architectures within one family. After fine-tuning on k labelled "
         "target architectures: the target's own label units (e.g. CIFAR-10 accuracy in %). The uncertainty is the "
-        "weighted standard deviation of the six members' predictions."
+        "weighted standard deviation of the six members' predictions (after fine-tuning, of the members and the "
+        "target models fitted on the k samples)."
     )
 
     def __init__(
