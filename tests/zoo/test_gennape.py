@@ -485,3 +485,20 @@ def test_fine_tuning_can_leave_the_members_as_they_are(ensemble, nb201) -> None:
     np.testing.assert_allclose(info["taus"], np.round(taus, 4), atol=1e-4)
     # in label units, like the full fine-tuning
     assert abs(float(np.mean(p.predict(shots))) - float(y[40:].mean())) < 3 * float(y[40:].std())
+
+
+def test_target_models_of_a_large_sample_are_fitted_on_a_seeded_subsample(ensemble, nb201, monkeypatch) -> None:
+    from napbench.zoo.gennape import ensemble as E
+
+    ds, y = nb201
+    monkeypatch.setattr(E, "MAX_TARGET_SAMPLES", 12)
+    shots = ds.subset(list(range(40, 64)))
+    a = ensemble.clone()
+    a.fine_tune_members = False
+    a.fine_tune(shots, y[40:], seed=3, progress=False)
+    b = ensemble.clone()
+    b.fine_tune_members = False
+    b.fine_tune(shots, y[40:], seed=3, progress=False)
+    blend = a.training_info["blend"]
+    assert len(blend["gp"]["x_train"]) == 12 and blend["wl"]["shape"][0] == 12
+    assert blend == b.training_info["blend"]  # the same seed draws the same subsample

@@ -78,6 +78,9 @@ ZERO_SHOT_WEIGHTS: tuple[str, ...] = ("members", "encoders")
 TARGET_MODELS: tuple[str, ...] = ("gp", "wl")
 #: fewer fine-tuning samples than this: no target models (their leave-one-out scores would be noise)
 MIN_TARGET_SAMPLES = 5
+#: more than this: the target models and the blend weights are fitted on a seeded subsample of this
+#: size (kernel models cost O(k^3) time and O(k^2) memory)
+MAX_TARGET_SAMPLES = 2000
 
 __all__ = ["MEMBERS", "TARGET_MODELS", "ZERO_SHOT_WEIGHTS", "GennapeEnsemble"]
 
@@ -374,6 +377,9 @@ class GennapeEnsemble(Predictor):
         blend's out-of-sample mean and standard deviation) and each target model's fitted state."""
         has_encoder = any(isinstance(m, GennapePredictor) for m in self.members)
         models = [t for t in self.target_models if t != "gp" or has_encoder]
+        if len(z) > MAX_TARGET_SAMPLES:  # kernel models cost O(k^3): a seeded subsample of the sample
+            rows = np.sort(np.random.default_rng((seed, 29)).choice(len(z), size=MAX_TARGET_SAMPLES, replace=False))
+            graphs, z, mix = take_graphs(graphs, rows), z[rows], mix[rows]
         parts, state = [mix], {}
         for name in models:
             if name == "gp":
