@@ -303,10 +303,10 @@ class GennapeEnsemble(Predictor):
         if self.fine_tune_members:
             mix_oof, info = self._fine_tune_members(graphs, z, epochs=epochs, seed=seed)
         else:  # the members' zero-shot predictions of the sample are out of sample already
-            zero = np.stack([np.asarray(m.predict(graphs), dtype=np.float64) for m in self.members])
+            zero = self._predict_members(graphs)  # on the zero-shot scale (a positive scale: taus as unscaled)
             self.weights = torch.as_tensor(self.equal_weights(), dtype=torch.float64)
             self.taus = torch.tensor([_tau(p, z) for p in zero], dtype=torch.float64)
-            mix_oof = self.weights.numpy() @ (zero / self.scales.numpy()[:, None])
+            mix_oof = self.weights.numpy() @ zero
             info = {"taus": [round(float(t), 4) for t in self.taus], "members_fine_tuned": False}
         c0, c1 = float(mix_oof.mean()), float(mix_oof.std()) if mix_oof.std() > 1e-12 else 1.0
         # the members' mix maps to label units as its out-of-fold values do to the sample's z-scores
