@@ -11,8 +11,8 @@ seeds, scored on the rest of the family), the SRCC of:
 * ``GP``: :class:`napbench.zoo.gennape.blend.EmbeddingGP` on the encoder's embeddings, fitted on
   the k samples alone;
 * ``WL``: :class:`napbench.zoo.wl.WLRidge` (two rounds), fitted on the k samples alone;
-* ``blend``: the three blended with :func:`napbench.zoo.gennape.blend.simplex_weights`
-  (leave-one-out values of GP and WL); the mean blend weights are printed.
+* ``blend``: the three blended as ``fine_tune`` blends them (the ensemble's own blend code,
+  leave-one-out values of GP and WL); the mean blend weights are printed.
 
 The ensemble's own ``fine_tune`` also fine-tunes and reweighs the members first
 (``benchmarks/gennape_finetune.py`` measures that); this script isolates how much a family's
@@ -46,21 +46,18 @@ def main(argv: list[str] | None = None) -> int:
     from napbench import zoo
     from napbench.evaluation.metrics import srcc
     from napbench.evaluation.protocols import ProtocolConfig, labelled
-    from napbench.zoo.gennape.blend import EmbeddingGP, simplex_weights
     from napbench.zoo.gennape.predictors import GennapePredictor
-    from napbench.zoo.wl import WLRidge
 
     cfg = ProtocolConfig(max_eval=None, progress=False, plots=False)
     data = labelled(args.target, cfg)
     ens = zoo.load(args.checkpoint)
-    encoder = next((m for m in ens.members if isinstance(m, GennapePredictor)), None)
-    if encoder is None:
+    if not any(isinstance(m, GennapePredictor) for m in ens.members):
         print(f"error: checkpoint {args.checkpoint!r} has no GENNAPE member; expected a gennape ensemble", file=sys.stderr)
         return 2
+    ens.target_models = ("gp", "wl")
     t0 = time.perf_counter()
     prior = ens.weights.numpy() @ ens.member_predictions(data.dataset)
-    emb = encoder.embed(data.dataset)
-    print(f"checkpoint {args.checkpoint}; target {args.target} ({len(data):,}); transfer and embeddings in "
+    print(f"checkpoint {args.checkpoint}; target {args.target} ({len(data):,}); transfer in "
           f"{time.perf_counter() - t0:.0f} s; SRCC on the rest of the family, mean ± std over {args.seeds} seeds")
     print("| k | transfer | GP alone | WL alone | blend | blend weights (transfer / GP / WL) |\n|---|---|---|---|---|---|")
     for k in shots:
@@ -76,16 +73,13 @@ def main(argv: list[str] | None = None) -> int:
             z = (y - y.mean()) / (y.std() if y.std() > 0 else 1.0)
             ds_tr, _ = data.take(tr)
             ds_te, y_te = data.take(te)
-            gp = EmbeddingGP().fit(emb[tr], z, seed=seed)
-            wl = WLRidge(iterations=2).fit(ds_tr, z)
-            preds = {"transfer": prior[te], "GP alone": gp.predict(emb[te]), "WL alone": wl.predict(ds_te)}
-            loo = [prior[tr], gp.loo, wl.loo]
-            loc = [p.mean() for p in loo]
-            scale = [p.std() if p.std() > 1e-12 else 1.0 for p in loo]
-            w, _ = simplex_weights(np.stack([(p - a) / b for p, a, b in zip(loo, loc, scale)]), z)
+            # the ensemble's own blend: target models fitted on the sample, weights chosen on it
+            blend = ens._fit_blend(ds_tr, z, prior[tr], seed=seed)
+            gp, wl = ens._target_parts(ds_te, blend)  # standardised, so ranked as the models' outputs
+            w = np.asarray(blend["weights"])
             weights.append(w)
-            parts = [preds["transfer"], preds["GP alone"], preds["WL alone"]]
-            preds["blend"] = sum(wi * (p - a) / b for wi, p, a, b in zip(w, parts, loc, scale))
+            transfer = (prior[te] - blend["loc"][0]) / blend["scale"][0]
+            preds = {"transfer": prior[te], "GP alone": gp, "WL alone": wl, "blend": w @ np.stack([transfer, gp, wl])}
             for name, p in preds.items():
                 rows.setdefault(name, []).append(srcc(y_te, p))
         cells = [f"{np.mean(v):.3f}±{np.std(v):.3f}" for v in rows.values()]
