@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     from scipy.stats import spearmanr
 
     from napbench import zoo
-    from napbench.evaluation.metrics import kendall_tau, ndcg_at_k
+    from napbench.evaluation.metrics import kendall_tau, ndcg_at_k, srcc
     from napbench.evaluation.protocols import ProtocolConfig, labelled
     from napbench.zoo.gennape.ensemble import ZERO_SHOT_WEIGHTS
     from napbench.zoo.gennape.predictors import GennapePredictor
@@ -35,12 +35,12 @@ def main(argv: list[str] | None = None) -> int:
     ens = zoo.load(args.checkpoint)
     p = ens.member_predictions(data.dataset)
     y = data.y
-    srcc = [float(spearmanr(r, y).statistic) for r in p]
+    member_srcc = [srcc(y, r) for r in p]
     print(f"checkpoint {args.checkpoint}; target {args.target} ({len(y):,} architectures)")
-    print("members' SRCC: " + ", ".join(f"{n} {s:.3f}" for n, s in zip(ens.member_names, srcc)))
+    print("members' SRCC: " + ", ".join(f"{n} {s:.3f}" for n, s in zip(ens.member_names, member_srcc)))
     enc = [i for i, m in enumerate(ens.members) if isinstance(m, GennapePredictor)]
     rest = [i for i in range(len(p)) if i not in enc]
-    c = np.corrcoef(np.argsort(np.argsort(p, axis=1), axis=1))
+    c = np.atleast_2d(spearmanr(p, axis=1).statistic)  # members x members, ties ranked as scipy ranks them
     within = np.mean([c[i, j] for i in enc for j in enc if i < j]) if len(enc) > 1 else float("nan")
     across = np.mean([c[i, j] for i in enc for j in rest]) if enc and rest else float("nan")
     print(f"mean Spearman between members: on one encoder {within:.3f}; encoder members vs the others {across:.3f}")
@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     for kind in ZERO_SHOT_WEIGHTS:
         w = ens.equal_weights(kind)
         mix = w @ p
-        print(f"| {kind} | {' '.join(f'{v:.3f}' for v in w)} | {spearmanr(mix, y).statistic:.3f} | "
+        print(f"| {kind} | {' '.join(f'{v:.3f}' for v in w)} | {srcc(y, mix):.3f} | "
               f"{kendall_tau(y, mix):.3f} | {ndcg_at_k(y, mix, 10):.3f} |")
     return 0
 
