@@ -291,3 +291,41 @@ def fold_batchnorm(g: CompGraph) -> CompGraph:
         return g if g.meta.get("bn_folded") else g.with_meta(bn_folded=True)
     out, outs = _compact(nodes, list(g.outputs), alias)
     return CompGraph(tuple(out), tuple(outs), {**g.meta, "bn_folded": True})
+
+
+def drop_constant_branches(g: CompGraph) -> CompGraph:
+    """The graph without branches that carry no information about its input.
+
+    A node is *constant* when it is a ``zero`` or when all of its inputs are constant (a conv,
+    norm or pool of a constant is a constant: NAS-Bench-201's ``none`` edge and every op fed only
+    by it). A constant term of an ``add`` is a fixed offset, so it is dropped from the sum, and a
+    sum of constants is kept as one of its terms (a ``zero`` where there is one); a node read only
+    by dropped terms is then dead and dropped too, and the canonical rules run again (a sum left
+    with one term is that term). Constants read by any other op are kept: nothing is removed
+    that could change what the graph computes from its input, up to constant offsets (a network
+    whose output is constant stays a graph with a constant output, whose cells have collapsed). Learned ``param`` sources are not constants here (a positional embedding
+    is structure a predictor should see).
+    """
+    nodes = g.nodes
+    const = [False] * len(nodes)
+    for i, n in enumerate(nodes):
+        const[i] = n.op == "zero" or (bool(n.inputs) and all(const[s] for s in n.inputs))
+    if not any(const):
+        return g
+    out: list[Node] = []
+    changed = False
+    for i, n in enumerate(nodes):
+        if n.op == "add" and any(const[s] for s in n.inputs):
+            if const[i]:  # a sum of constants is a constant: one term stands for it, a zero where there is one
+                zeros = [k for k, s in enumerate(n.inputs) if nodes[s].op == "zero"]
+                keep = zeros[:1] or [0]
+            else:
+                keep = [k for k, s in enumerate(n.inputs) if not const[s]]
+            if len(keep) < len(n.inputs):
+                n = replace(n, inputs=tuple(n.inputs[k] for k in keep), input_shapes=tuple(n.input_shapes[k] for k in keep))
+                changed = True
+        out.append(n)
+    if not changed:
+        return g
+    canon, outs = canonicalize(out, list(g.outputs))
+    return CompGraph(tuple(canon), tuple(outs), g.meta)

@@ -443,6 +443,17 @@ class CompGraph:
 
         return fold_batchnorm(self)
 
+    def without_constant_branches(self) -> CompGraph:
+        """The graph without branches that carry no information about its input: constant terms
+        of sums (a ``zero`` and everything computed only from zeros, e.g. NAS-Bench-201's ``none``
+        edges and the ops fed by them) and the nodes read only by them. Two networks that
+        compute the same function of their input up to constant offsets then have one graph,
+        whose MACs and params are those of the ops that matter (see
+        :func:`napbench.conversion._passes.drop_constant_branches`)."""
+        from napbench.conversion._passes import drop_constant_branches
+
+        return drop_constant_branches(self)
+
     @property
     def is_bn_folded(self) -> bool:
         """True for a BN-folded graph: one made by :meth:`bn_folded`, or an export whose

@@ -29,6 +29,12 @@ def ensemble(home: Path, nb201):
     return p.fit(ds.subset(list(range(48))), y[:48], progress=False)
 
 
+def _eff(ens, ds):
+    from napbench.zoo._views import graph_view
+
+    return graph_view(ds, ens.graph_view, root=ens.root)
+
+
 # -- contrastive loss ---------------------------------------------------------------------
 def test_contrastive_loss_equals_hand_computed_value() -> None:
     # two graphs; view 1 and view 2 identical unit vectors e1, e2; spectra 0 and 0.1; tau 1, T 0.05
@@ -183,18 +189,19 @@ def test_fine_tuned_weights_follow_out_of_fold_kendall_taus(ensemble, nb201) -> 
     tuned = ensemble.clone().fine_tune(shots, y[40:], progress=False)
     taus = tuned.taus.numpy()
     z = (y[40:] - y[40:].mean()) / y[40:].std()
-    oof = ensemble.clone()._out_of_fold(shots, z, epochs=None, seed=0)
+    sv = _eff(ensemble, shots)  # what the ensemble reads (its graph view)
+    oof = ensemble.clone()._out_of_fold(sv, z, epochs=None, seed=0)
     kept = tuned.training_info["fine_tune"][-1]["kept_zero_shot"]
     for name, m, row, tau in zip(ensemble.member_names, ensemble.members, oof, taus):
         # a member stays as it was when fine-tuning it does not rank the sample better out of fold
-        zero = kendalltau(m.predict(shots), z).statistic
+        zero = kendalltau(m.predict(sv), z).statistic
         tuned_tau = kendalltau(row, z).statistic
         assert (name in kept) == (zero >= tuned_tau)
         assert tau == pytest.approx(zero if name in kept else tuned_tau, abs=1e-9)
     # out of fold: a sample's own label never reaches its prediction
     z2 = z.copy()
     z2[3] += 5.0
-    oof2 = ensemble.clone()._out_of_fold(shots, z2, epochs=None, seed=0)
+    oof2 = ensemble.clone()._out_of_fold(sv, z2, epochs=None, seed=0)
     np.testing.assert_allclose(oof2[:, 3], oof[:, 3], atol=1e-6)
     assert not np.allclose(oof2, oof)
     temp = tuned.training_info["fine_tune"][-1]["temperature"]
@@ -217,8 +224,9 @@ def test_fine_tuned_prediction_is_the_blend_of_members_and_target_models(ensembl
     assert blend["models"] == ["gp", "wl"] and sum(blend["weights"]) == pytest.approx(1.0)
     # rebuilt by hand: members standardised as their out-of-fold mix, target models as their leave-one-out values
     members = (tuned.member_predictions(tgt) - blend["loc"][0]) / blend["scale"][0]
-    gp = (EmbeddingGP.from_state(blend["gp"]).predict(tuned.members[0].embed(tgt)) - blend["loc"][1]) / blend["scale"][1]
-    wl = (WLRidge.from_state(blend["wl"]).predict(tgt) - blend["loc"][2]) / blend["scale"][2]
+    tv = _eff(tuned, tgt)  # the target models read the ensemble's graph view
+    gp = (EmbeddingGP.from_state(blend["gp"]).predict(tuned.members[0].embed(tv)) - blend["loc"][1]) / blend["scale"][1]
+    wl = (WLRidge.from_state(blend["wl"]).predict(tv) - blend["loc"][2]) / blend["scale"][2]
     bw = blend["weights"]
     z = bw[0] * tuned.weights.numpy() @ members + bw[1] * gp + bw[2] * wl
     a, b = tuned.out_map.numpy()
@@ -334,6 +342,8 @@ def test_zero_shot_members_enter_on_one_scale(ensemble, nb201) -> None:
     ds, _ = nb201
     train = ds.subset(list(range(48)))
     p = ensemble.member_predictions(train)
+    _, first = np.unique(_eff(ensemble, train).column("graph_id").to_pylist(), return_index=True)
+    p = p[:, first]  # a graph repeated in the call is one graph of its population
     for name, row in zip(ensemble.member_names, p):
         if "pairwise" in name:
             continue  # normal scores of ranks: unit spread by construction
@@ -481,7 +491,8 @@ def test_fine_tuning_can_leave_the_members_as_they_are(ensemble, nb201) -> None:
     np.testing.assert_allclose(p.weights.numpy(), ensemble.weights.numpy())
     info = p.training_info["fine_tune"][-1]
     assert info["members_fine_tuned"] is False and "blend" in p.training_info
-    taus = [kendalltau(m.predict(shots), (y[40:] - y[40:].mean()) / y[40:].std()).statistic for m in p.members]
+    sv = _eff(p, shots)
+    taus = [kendalltau(m.predict(sv), (y[40:] - y[40:].mean()) / y[40:].std()).statistic for m in p.members]
     np.testing.assert_allclose(info["taus"], np.round(taus, 4), atol=1e-4)
     # in label units, like the full fine-tuning
     assert abs(float(np.mean(p.predict(shots))) - float(y[40:].mean())) < 3 * float(y[40:].std())
@@ -502,3 +513,27 @@ def test_target_models_of_a_large_sample_are_fitted_on_a_seeded_subsample(ensemb
     blend = a.training_info["blend"]
     assert len(blend["gp"]["x_train"]) == 12 and blend["wl"]["shape"][0] == 12
     assert blend == b.training_info["blend"]  # the same seed draws the same subsample
+
+
+def test_ensemble_reads_effective_graphs_and_older_checkpoints_keep_theirs(tmp_path: Path, ensemble, nb201) -> None:
+    import json
+
+    from napbench.zoo._views import graph_view
+
+    ds, _ = nb201
+    assert ensemble.graph_view == "effective"
+    tgt = ds.subset(list(range(64)))
+    plain = ensemble.clone()
+    plain.graph_view = "as_converted"
+    view = graph_view(tgt, "effective", root=ensemble.root)
+    np.testing.assert_array_equal(ensemble.member_predictions(tgt), plain.member_predictions(view))
+    assert not np.array_equal(plain.member_predictions(tgt), plain.member_predictions(view))  # the view matters here
+    ck = tmp_path / "ck"
+    ensemble.save_pretrained(ck)
+    assert zoo.load(ck).graph_view == "effective"
+    cfg = json.loads((ck / "config.json").read_text())
+    del cfg["graph_view"]  # as saved before graph views
+    (ck / "config.json").write_text(json.dumps(cfg))
+    assert zoo.load(ck).graph_view == "as_converted"
+    with pytest.raises(InvalidArgumentError, match="graph view"):
+        zoo.get_predictor("gennape", graph_view="pruned")

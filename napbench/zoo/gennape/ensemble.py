@@ -44,6 +44,12 @@ their label transforms (pairwise members: the normal quantile of their merge-sor
 * :meth:`GennapeEnsemble.calibrate` (label-free) calibrates every member on an unlabelled
   sample, so that afterwards a graph's prediction does not depend on the other graphs of the
   call (see :mod:`napbench.zoo.gennape.predictors`; ``kgnn`` and ``flops`` are pointwise already);
+* every graph is read through ``graph_view`` (default ``"effective"``, see
+  :mod:`napbench.zoo._views`): branches that carry nothing of the input (``zero`` ops and the
+  ops fed only by them, e.g. NAS-Bench-201's ``none`` edges) are removed before fitting,
+  fine-tuning and predicting, so a cell with a dead convolution is read as the cell without it
+  (its MACs no longer count). Checkpoints saved before this option read graphs
+  ``"as_converted"``, as they were fitted;
 * the **uncertainty** is the weighted standard deviation of the members' predictions
   (:meth:`GennapeEnsemble.predict_with_uncertainty` also returns each member's value).
 """
@@ -62,6 +68,7 @@ from napbench.errors import InvalidArgumentError
 from napbench.zoo._checkpoint import load_members, save_members
 from napbench.zoo._graphs import GraphsLike, check_graphs_labels, dataset_column, graph_family_of_each, is_dataset, take_graphs
 from napbench.zoo._interface import Predictor, utc_now
+from napbench.zoo._views import check_view, graph_view
 from napbench.zoo._registry import get_predictor, register_predictor
 from napbench.zoo.features import distinct_in_order, pack
 from napbench.zoo.gennape import transforms as T
@@ -117,6 +124,7 @@ class GennapeEnsemble(Predictor):
         target_models: tuple[str, ...] = ("gp", "wl"),
         blend_step: float = 0.1,
         wl_iterations: int = 2,
+        graph_view: str = "effective",
         source_task: str | None = None,
         root: str | None = None,
         mirror: str | None = None,
@@ -142,6 +150,7 @@ class GennapeEnsemble(Predictor):
         simplex_grid(len(target_models) + 1, blend_step)  # checks the step
         self.target_models, self.blend_step = tuple(target_models), float(blend_step)
         self.wl_iterations = int(wl_iterations)
+        self.graph_view = check_view(graph_view)
         self.member_names = list(members)
         self.member_kwargs = dict(member_kwargs or {})
         self.kgnn_epochs, self.weight_temperature, self.source_task = int(kgnn_epochs), float(weight_temperature), source_task
@@ -173,7 +182,10 @@ class GennapeEnsemble(Predictor):
     def _load_extra(self, folder: str) -> None:
         from napbench.zoo._checkpoint import read_config
 
-        subdirs = read_config(folder).get("member_dirs") or []
+        config = read_config(folder)
+        if "graph_view" not in config:  # saved before graph views: it read the graphs as converted
+            self.graph_view = "as_converted"
+        subdirs = config.get("member_dirs") or []
         members = load_members(folder, subdirs)
         first: GennapePredictor | None = None
         for m in members:
@@ -202,6 +214,7 @@ class GennapeEnsemble(Predictor):
 
     def pretrain(self, graphs: GraphsLike, *, epochs: int | None = None, seed: int = 0, progress: bool = True) -> GennapeEnsemble:
         """Pretrain the shared encoder on ``graphs`` (no labels)."""
+        graphs = self._view(graphs, progress=progress)
         self.members = self._build()
         first = self._first_gennape()
         first.pretrain(graphs, epochs=epochs, seed=seed, progress=progress)
@@ -222,6 +235,7 @@ class GennapeEnsemble(Predictor):
         from tqdm.auto import tqdm
 
         y = check_graphs_labels(graphs, y)
+        graphs = self._view(graphs, progress=progress)
         pretrained = bool(self.members) and any(isinstance(m, GennapePredictor) and bool(m.pretrained) for m in self.members)
         if not pretrained:
             self.members = self._build()
@@ -271,7 +285,9 @@ class GennapeEnsemble(Predictor):
         """Each member's mean within-family standard deviation of its predictions on (up to ``cap``
         of) the training graphs; zero-shot predictions are divided by it so that every member
         enters the equal-weight mean on one scale (a least-squares member such as ``flops``
-        predicts a shrunken z-score). Rank-based (pairwise) members have unit spread already."""
+        predicts a shrunken z-score). Rank-based (pairwise) members have unit spread already.
+        Repeated graphs count once, as in :meth:`member_predictions`."""
+        graphs, _ = _distinct(graphs)
         fams = np.asarray(graph_family_of_each(graphs), dtype=object)
         rows = np.arange(len(fams))
         if len(rows) > cap:
@@ -295,6 +311,7 @@ class GennapeEnsemble(Predictor):
         blend is fitted."""
         y = check_graphs_labels(graphs, y)
         self._check_fitted()
+        graphs = self._view(graphs)
         n = len(y)
         if n < 2:
             raise InvalidArgumentError(f"{n} fine-tuning architecture(s); expected at least 2")
@@ -432,6 +449,7 @@ class GennapeEnsemble(Predictor):
         from collections import Counter
 
         self._check_fitted()
+        graphs, _ = _distinct(self._view(graphs))  # the population the members then predict (repeats once)
         for m in self.members:
             m.calibrate(graphs, seed=seed)
         cal = dict(self.training_info.get("calibration") or {})
@@ -440,6 +458,10 @@ class GennapeEnsemble(Predictor):
         return self
 
     # -- prediction -------------------------------------------------------------------------
+    def _view(self, graphs: GraphsLike, *, progress: bool = False) -> GraphsLike:
+        """``graphs`` as :attr:`graph_view` sees them (see :mod:`napbench.zoo._views`)."""
+        return graph_view(graphs, self.graph_view, root=self.root, progress=progress)
+
     def _check_fitted(self) -> None:
         if not self.members or not self.is_fitted:
             raise InvalidArgumentError("the gennape ensemble is not fitted; expected fit() or a checkpoint first")
@@ -450,7 +472,7 @@ class GennapeEnsemble(Predictor):
         Graphs with one canonical hash in one family are one computation graph (NB-201 has 15,625
         cells but 11,640 distinct graphs), so each is predicted once and its values copied."""
         self._check_fitted()
-        sub, inverse = _distinct(graphs)
+        sub, inverse = _distinct(self._view(graphs))
         p = self._predict_members(sub)
         return p if inverse is None else p[:, inverse]
 
@@ -495,7 +517,7 @@ class GennapeEnsemble(Predictor):
         ``target:wl`` (each part in label units, as if it had all the weight) and ``std`` is the weighted
         spread of all parts."""
         self._check_fitted()
-        sub, inverse = _distinct(graphs)
+        sub, inverse = _distinct(self._view(graphs))
         p = self._predict_members(sub)
         names, w = list(self.member_names), self.weights.numpy()
         blend = self.training_info.get("blend")
