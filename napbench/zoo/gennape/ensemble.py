@@ -68,8 +68,8 @@ from napbench.errors import InvalidArgumentError
 from napbench.zoo._checkpoint import load_members, save_members
 from napbench.zoo._graphs import GraphsLike, check_graphs_labels, dataset_column, graph_family_of_each, is_dataset, take_graphs
 from napbench.zoo._interface import Predictor, utc_now
-from napbench.zoo._views import check_view, graph_view
 from napbench.zoo._registry import get_predictor, register_predictor
+from napbench.zoo._views import check_view, graph_view
 from napbench.zoo.features import distinct_in_order, pack
 from napbench.zoo.gennape import transforms as T
 from napbench.zoo.gennape.blend import EmbeddingGP, simplex_grid, simplex_weights
