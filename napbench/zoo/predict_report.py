@@ -79,6 +79,10 @@ def prediction_report(predictor: Predictor, graph: CompGraph, *, reference: str 
     fams = [f for f in fit.get("families") or [] if f != "unknown"]
     ref = reference or (fams[0] if fams else None)
     summary = f"{len(graph.nodes)} nodes, {graph.flops:,} MACs, {graph.params:,} params"
+    if getattr(predictor, "graph_view", "as_converted") == "effective":
+        eff = graph.without_constant_branches()
+        if eff is not graph:  # the predictor reads the graph without its constant branches
+            summary += f" (read as its effective graph: {len(eff.nodes)} nodes, {eff.flops:,} MACs, {eff.params:,} params)"
     if ref is None:
         graphs, n_ref = [graph], 0
     else:

@@ -537,3 +537,18 @@ def test_ensemble_reads_effective_graphs_and_older_checkpoints_keep_theirs(tmp_p
     assert zoo.load(ck).graph_view == "as_converted"
     with pytest.raises(InvalidArgumentError, match="graph view"):
         zoo.get_predictor("gennape", graph_view="pruned")
+
+
+def test_predict_says_when_it_reads_the_effective_graph(tmp_path: Path, home: Path, ensemble,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    from napbench.cli import main
+
+    ck = tmp_path / "ck"
+    ensemble.save_pretrained(ck)
+    # NB-201's ResNet cell has two 'none' edges: its zeros are constant branches
+    args = ["predict", str(ck), "napbench.examples:nb201_resnet_cell", "--input-shape", "3,32,32", "--root", str(home),
+            "--reference-size", "30"]
+    assert main(args) == 0
+    line = next(s for s in capsys.readouterr().out.splitlines() if s.startswith("graph:"))
+    converted, effective = (int(part.split(" nodes")[0].replace(",", "").split()[-1]) for part in line.split("effective graph:"))
+    assert effective < converted
