@@ -73,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
             z = (y - y.mean()) / (y.std() if y.std() > 0 else 1.0)
             ds_tr, _ = data.take(tr)
             ds_te, y_te = data.take(te)
+            ds_tr, ds_te = ens._view(ds_tr), ens._view(ds_te)  # the graphs as the ensemble reads them (its graph_view)
             # the ensemble's own blend: target models fitted on the sample, weights chosen on it
             blend = ens._fit_blend(ds_tr, z, prior[tr], seed=seed)
             gp, wl = ens._target_parts(ds_te, blend)  # standardised, so ranked as the models' outputs
