@@ -303,8 +303,9 @@ def drop_constant_branches(g: CompGraph) -> CompGraph:
     by dropped terms is then dead and dropped too, and the canonical rules run again (a sum left
     with one term is that term). Constants read by any other op are kept: nothing is removed
     that could change what the graph computes from its input, up to constant offsets (a network
-    whose output is constant stays a graph with a constant output, whose cells have collapsed). Learned ``param`` sources are not constants here (a positional embedding
-    is structure a predictor should see).
+    whose output is constant stays a graph with a constant output, whose cells have collapsed).
+    Learned ``param`` sources are not constants here (a positional embedding is structure a
+    predictor should see).
     """
     nodes = g.nodes
     const = [False] * len(nodes)

@@ -88,8 +88,8 @@ def _effective_dataset(ds: Any, *, root: str | None, progress: bool) -> Any:
     ids = np.asarray(dataset_column(ds, "graph_id").take(pa.array(rows)).to_pylist(), dtype=object)
     store = _store(default_root(root))
     with store.lock:
-        missing_ids, first = np.unique(ids, return_index=True)
-        need = [k for k, g in enumerate(missing_ids) if g not in store.index]
+        distinct, first = np.unique(ids, return_index=True)
+        need = [k for k, g in enumerate(distinct) if g not in store.index]
         if need:
             from tqdm.auto import tqdm
 
@@ -97,7 +97,7 @@ def _effective_dataset(ds: Any, *, root: str | None, progress: bool) -> Any:
             table = ds.table.take(pa.array(take)).select(GRAPH_COLUMNS)
             graphs = graphs_from_arrow(table, validate=False)
             pruned = [g.without_constant_branches() for g in tqdm(graphs, desc="effective graphs", unit="graph", disable=not progress)]
-            store.add([missing_ids[k] for k in need], graphs_to_arrow(pruned))
+            store.add([distinct[k] for k in need], graphs_to_arrow(pruned))
         where = np.fromiter((store.index[g] for g in ids), dtype=np.int64, count=len(ids))
         new = store.table.take(pa.array(where))
     table = ds.table

@@ -30,9 +30,7 @@ def ensemble(home: Path, nb201):
 
 
 def _eff(ens, ds):
-    from napbench.zoo._views import graph_view
-
-    return graph_view(ds, ens.graph_view, root=ens.root)
+    return ens._view(ds)  # the graphs as the ensemble reads them
 
 
 # -- contrastive loss ---------------------------------------------------------------------
