@@ -16,7 +16,12 @@ samples:
 * ``out-of-fold+blend``: blended with both (the default fine-tuning, see
   :mod:`napbench.zoo.gennape.blend`);
 * ``members-as-they-are+blend``: the members and their zero-shot weights untouched, only the
-  blend fitted (``fine_tune_members=False``).
+  blend fitted (``fine_tune_members=False``);
+* ``...+blend-unbagged``: either of the two above with the blend weights chosen on the sample
+  itself (``blend_bags=0``, as before bagging) instead of averaged over bootstrap resamples.
+
+Every variant sets ``blend_bags`` (the default, or 0), so a checkpoint saved before that option
+is fine-tuned as a new one would be.
 
 Zero-shot is printed for reference. ``--subset`` evaluates on the family's named subsets
 (NB-201: the 4,096 cells without ``none``, the space GENNAPE and Han et al. report on), with
@@ -58,13 +63,22 @@ def main(argv: list[str] | None = None) -> int:
             rows = np.flatnonzero([bool(keep(a)) for a in data.dataset.archs])
             ds, y = data.take(rows)
             targets.append((name, Labelled(data.family, data.label, ds, y)))
+    import inspect
+
+    from napbench.zoo.gennape.ensemble import GennapeEnsemble
+
     ens = zoo.load(args.checkpoint)
+    bags = inspect.signature(GennapeEnsemble).parameters["blend_bags"].default
     settings = {"in-sample": {"out_of_fold": False, "target_models": (), "weight_temperature": 1.0},
                 "out-of-fold": {"out_of_fold": True, "target_models": (), "weight_temperature": 1.0},
                 "out-of-fold+wl": {"out_of_fold": True, "target_models": ("wl",), "weight_temperature": 1.0},
                 "out-of-fold+gp": {"out_of_fold": True, "target_models": ("gp",), "weight_temperature": 1.0},
                 "out-of-fold+blend": {"out_of_fold": True, "target_models": ("gp", "wl"), "weight_temperature": 1.0},
                 "members-as-they-are+blend": {"fine_tune_members": False, "target_models": ("gp", "wl")}}
+    for v in [v for v in settings if v.endswith("+blend")]:
+        settings[f"{v}-unbagged"] = {**settings[v], "blend_bags": 0}
+    for v in settings.values():
+        v.setdefault("blend_bags", bags)
     chosen = [v.strip() for v in args.variants.split(",") if v.strip()]
     bad = [v for v in chosen if v not in settings]
     if bad:

@@ -54,7 +54,13 @@ def main(argv: list[str] | None = None) -> int:
     if not any(isinstance(m, GennapePredictor) for m in ens.members):
         print(f"error: checkpoint {args.checkpoint!r} has no GENNAPE member; expected a gennape ensemble", file=sys.stderr)
         return 2
+    import inspect
+
+    from napbench.zoo.gennape.ensemble import GennapeEnsemble
+
     ens.target_models = ("gp", "wl")
+    # blended as a new checkpoint blends (a checkpoint saved before bagging loads with blend_bags=0)
+    ens.blend_bags = inspect.signature(GennapeEnsemble).parameters["blend_bags"].default
     t0 = time.perf_counter()
     prior = ens.weights.numpy() @ ens.member_predictions(data.dataset)
     print(f"checkpoint {args.checkpoint}; target {args.target} ({len(data):,}); transfer in "

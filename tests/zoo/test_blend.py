@@ -54,6 +54,36 @@ def test_simplex_weights_keep_everything_on_the_first_part_when_nothing_ranks_be
     assert simplex_weights(same, y, step=0.5)[0].tolist() == [1.0, 0.0, 0.0]
 
 
+def test_bagged_weights_are_on_the_simplex_seeded_and_keep_a_part_that_always_wins() -> None:
+    rng = np.random.default_rng(2)
+    y = rng.normal(size=50)
+    loo = np.stack([y + rng.normal(scale=s, size=50) for s in (3.0, 0.05, 3.0)])
+    w, s = simplex_weights(loo, y, step=0.1, bags=30, seed=4)
+    assert w.sum() == pytest.approx(1.0) and (w >= 0).all()
+    assert w[1] > 0.9  # the nearly exact part wins on (almost) every resample
+    assert s == pytest.approx(spearmanr(w @ loo, y).statistic, abs=1e-12)
+    np.testing.assert_array_equal(w, simplex_weights(loo, y, step=0.1, bags=30, seed=4)[0])
+    assert simplex_weights(loo, y, step=0.1, bags=0)[0].tolist() == simplex_weights(loo, y, step=0.1)[0].tolist()
+    with pytest.raises(InvalidArgumentError, match="bags"):
+        simplex_weights(loo, y, bags=-1)
+
+
+def test_bagged_weight_is_how_often_a_part_wins_on_a_bootstrap_resample() -> None:
+    # with step 1 a blend is one part or the other, so the bagged weight of part 0 is the share of
+    # bootstrap resamples on which part 0 ranks the resample at least as well as part 1
+    rng = np.random.default_rng(3)
+    y = rng.normal(size=50)
+    loo = np.stack([y + rng.normal(scale=1.0, size=50), y + rng.normal(scale=1.2, size=50)])
+    w, _ = simplex_weights(loo, y, step=1.0, bags=400, seed=0)
+    wins = []
+    for i in np.random.default_rng(99).integers(0, 50, size=(2000, 50)):
+        a, b = (spearmanr(p[i], y[i]).statistic for p in loo)
+        wins.append(a >= b - 1e-9)
+    assert 0.1 < np.mean(wins) < 0.9  # a close call: the sample alone would give all or nothing
+    assert w[0] == pytest.approx(np.mean(wins), abs=0.07)
+    assert simplex_weights(loo, y, step=1.0)[0].tolist() in ([1.0, 0.0], [0.0, 1.0])
+
+
 def test_gp_leave_one_out_equals_refitting_without_each_sample() -> None:
     from sklearn.gaussian_process import GaussianProcessRegressor
 

@@ -530,9 +530,11 @@ def test_ensemble_reads_effective_graphs_and_older_checkpoints_keep_theirs(tmp_p
     ensemble.save_pretrained(ck)
     assert zoo.load(ck).graph_view == "effective"
     cfg = json.loads((ck / "config.json").read_text())
-    del cfg["graph_view"]  # as saved before graph views
+    assert cfg["blend_bags"] == ensemble.blend_bags == 50 and zoo.load(ck).blend_bags == 50
+    del cfg["graph_view"], cfg["blend_bags"]  # as saved before graph views and bagged blend weights
     (ck / "config.json").write_text(json.dumps(cfg))
-    assert zoo.load(ck).graph_view == "as_converted"
+    old = zoo.load(ck)
+    assert old.graph_view == "as_converted" and old.blend_bags == 0  # fine-tunes as it did
     with pytest.raises(InvalidArgumentError, match="graph view"):
         zoo.get_predictor("gennape", graph_view="pruned")
 

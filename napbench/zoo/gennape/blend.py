@@ -16,7 +16,8 @@ SRCC 0.874 where the transferred members reach 0.416), or much less (NB-201: 0.6
 * :func:`simplex_weights` -- the transferred members' out-of-fold mix and the learners'
   leave-one-out predictions, each standardised, are blended with the weights (a grid on the
   simplex, step ``step``) whose blend ranks the sample best (Spearman); ties keep the most
-  weight on transfer.
+  weight on transfer. With ``bags``, that choice is averaged over bootstrap resamples of the
+  sample (the ensemble's default, 50): on 50 samples the best grid row is partly noise.
 
 scikit-learn fits the GP (its marginal-likelihood optimiser and kernels are well kept and
 tested); the fitted kernel parameters, the training embeddings and the dual coefficients are
@@ -127,22 +128,47 @@ def simplex_grid(parts: int, step: float) -> np.ndarray:
     return np.asarray(rows(parts, n), dtype=np.float64) / n
 
 
-def simplex_weights(loo: np.ndarray, y: np.ndarray, *, step: float = 0.1) -> tuple[np.ndarray, float]:
-    """``(weights, srcc)``: the simplex weights (:func:`simplex_grid`) of the rows of ``loo``
-    ``(parts, k)`` (out-of-sample predictions of ``y``, on one scale) whose blend has the highest
-    Spearman correlation with ``y``; ties keep the first found (most weight on row 0)."""
+def _grid_srcc(blends: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Spearman correlation of every row of ``blends`` with ``y`` at once (Pearson of the ranks)."""
     from scipy.stats import rankdata
 
-    loo = np.asarray(loo, dtype=np.float64)
-    if loo.ndim != 2 or loo.shape[1] != len(y):
-        raise InvalidArgumentError(f"out-of-sample predictions of shape {loo.shape}; expected (parts, {len(y)})")
-    grid = simplex_grid(len(loo), step)
-    blends = grid @ loo
-    # Spearman of every blend at once: Pearson of the ranks
-    r = np.apply_along_axis(rankdata, 1, blends)
+    r = rankdata(blends, axis=1)
     ry = rankdata(y)
     r, ry = r - r.mean(1, keepdims=True), ry - ry.mean()
     den = np.sqrt((r**2).sum(1) * (ry**2).sum())
-    s = np.where(den > 0, (r @ ry) / np.where(den > 0, den, 1.0), -1.0)
-    best = int(np.argmax(s > s.max() - 1e-9))  # first row within tolerance of the best
-    return grid[best], float(s[best])
+    return np.where(den > 0, (r @ ry) / np.where(den > 0, den, 1.0), -1.0)
+
+
+def _best_row(s: np.ndarray) -> int:
+    """The first row within tolerance of the highest score (ties: most weight on part 0)."""
+    return int(np.argmax(s > s.max() - 1e-9))
+
+
+def simplex_weights(loo: np.ndarray, y: np.ndarray, *, step: float = 0.1, bags: int = 0,
+                    seed: int = 0) -> tuple[np.ndarray, float]:
+    """``(weights, srcc)``: simplex weights (:func:`simplex_grid`) for the rows of ``loo``
+    ``(parts, k)`` (out-of-sample predictions of ``y``, on one scale), and the Spearman
+    correlation of their blend with ``y``.
+
+    With ``bags=0``: the grid row whose blend ranks ``y`` best; ties keep the first found (most
+    weight on row 0). With ``bags=B``: the mean of that best row over ``B`` bootstrap resamples of
+    the k samples (seeded by ``seed``). Fifty samples rank a few grid rows almost equally, and
+    the best of them on one sample is partly noise; bagging averages that choice over resamples
+    (Breiman 1996), which keeps a part that wins on every resample and splits the weight where
+    the sample cannot tell the parts apart."""
+    loo = np.asarray(loo, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    if loo.ndim != 2 or loo.shape[1] != len(y):
+        raise InvalidArgumentError(f"out-of-sample predictions of shape {loo.shape}; expected (parts, {len(y)})")
+    if not isinstance(bags, int) or bags < 0:
+        raise InvalidArgumentError(f"bags is {bags!r}; expected an int >= 0")
+    grid = simplex_grid(len(loo), step)
+    blends = grid @ loo
+    if bags == 0:
+        s = _grid_srcc(blends, y)
+        best = _best_row(s)
+        return grid[best], float(s[best])
+    rng = np.random.default_rng((seed, 31))
+    rows = [_best_row(_grid_srcc(blends[:, i], y[i])) for i in rng.integers(0, len(y), size=(bags, len(y)))]
+    w = grid[rows].mean(0)
+    return w, float(_grid_srcc((w @ loo)[None], y)[0])

@@ -37,7 +37,9 @@ their label transforms (pairwise members: the normal quantile of their merge-sor
   and a kernel ridge on Weisfeiler-Lehman subtree features -- are blended with the members' mix.
   The blend weights (a grid on the simplex, step ``blend_step``) are those whose blend of the
   mix's out-of-fold values and the learners' leave-one-out values ranks the sample best (ties
-  keep the most weight on transfer): where transfer ranks the target well (NB-201) the mix
+  keep the most weight on transfer), averaged over ``blend_bags`` bootstrap resamples of the
+  sample (default 50; 0 takes the best row on the sample itself, as checkpoints saved before
+  this option do). Where transfer ranks the target well (NB-201) the mix
   keeps most of the weight, where it does not (TransNAS-Bench-101 macro) the target's own
   samples take over. The blend maps to label units as its out-of-sample values map to the
   sample's z-scores;
@@ -123,6 +125,7 @@ class GennapeEnsemble(Predictor):
         fine_tune_members: bool = True,
         target_models: tuple[str, ...] = ("gp", "wl"),
         blend_step: float = 0.1,
+        blend_bags: int = 50,
         wl_iterations: int = 2,
         graph_view: str = "effective",
         source_task: str | None = None,
@@ -149,6 +152,9 @@ class GennapeEnsemble(Predictor):
             raise InvalidArgumentError(f"target models {bad_t!r} are invalid; expected names among {list(TARGET_MODELS)}")
         simplex_grid(len(target_models) + 1, blend_step)  # checks the step
         self.target_models, self.blend_step = tuple(target_models), float(blend_step)
+        if not isinstance(blend_bags, int) or blend_bags < 0:
+            raise InvalidArgumentError(f"blend_bags is {blend_bags!r}; expected an int >= 0 (0: no bagging)")
+        self.blend_bags = blend_bags
         self.wl_iterations = int(wl_iterations)
         self.graph_view = check_view(graph_view)
         self.member_names = list(members)
@@ -185,6 +191,8 @@ class GennapeEnsemble(Predictor):
         config = read_config(folder)
         if "graph_view" not in config:  # saved before graph views: it read the graphs as converted
             self.graph_view = "as_converted"
+        if "blend_bags" not in config:  # saved before bagged blend weights: fine-tunes as it did
+            self.blend_bags = 0
         subdirs = config.get("member_dirs") or []
         members = load_members(folder, subdirs)
         first: GennapePredictor | None = None
@@ -410,7 +418,7 @@ class GennapeEnsemble(Predictor):
         loc = [float(p.mean()) for p in parts]
         scale = [float(p.std()) if p.std() > 1e-12 else 1.0 for p in parts]
         loo = np.stack([(p - a) / b for p, a, b in zip(parts, loc, scale)])
-        w, srcc = simplex_weights(loo, z, step=self.blend_step)
+        w, srcc = simplex_weights(loo, z, step=self.blend_step, bags=self.blend_bags, seed=seed)
         b = w @ loo
         return {"models": models, "loc": loc, "scale": scale, "weights": [float(v) for v in w], "loo_srcc": round(srcc, 4),
                 "out": [float(b.mean()), float(b.std()) if b.std() > 1e-12 else 1.0], **state}
