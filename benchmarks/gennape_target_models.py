@@ -14,6 +14,11 @@ seeds, scored on the rest of the family), the SRCC of:
 * ``blend``: the three blended as ``fine_tune`` blends them (the ensemble's own blend code,
   leave-one-out values of GP and WL); the mean blend weights are printed.
 
+``--checkpoint`` may be given several times (fits of one configuration with other seeds): then
+``transfer`` is the mean of their zero-shot mixes, each standardised over the family (a bag of
+fits), the zero-shot SRCC of each fit and of each running mean is printed first, and the GP,
+the WL ridge and the blend are those of the first checkpoint.
+
 The ensemble's own ``fine_tune`` also fine-tunes and reweighs the members first
 (``benchmarks/gennape_finetune.py`` measures that); this script isolates how much a family's
 own samples can say, which bounds what fine-tuning can add on top of transfer.
@@ -28,7 +33,8 @@ import time
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--checkpoint", required=True, help="a gennape ensemble checkpoint folder (trained without --target)")
+    ap.add_argument("--checkpoint", required=True, action="append",
+                    help="a gennape ensemble checkpoint folder (trained without --target); repeat to average fits")
     ap.add_argument("--target", required=True, help="labelled family to sample and score")
     ap.add_argument("--shots", default="50,500", help="comma-separated sample sizes (each at most half the family)")
     ap.add_argument("--seeds", type=int, default=5)
@@ -50,10 +56,12 @@ def main(argv: list[str] | None = None) -> int:
 
     cfg = ProtocolConfig(max_eval=None, progress=False, plots=False)
     data = labelled(args.target, cfg)
-    ens = zoo.load(args.checkpoint)
-    if not any(isinstance(m, GennapePredictor) for m in ens.members):
-        print(f"error: checkpoint {args.checkpoint!r} has no GENNAPE member; expected a gennape ensemble", file=sys.stderr)
-        return 2
+    fits = [zoo.load(c) for c in args.checkpoint]
+    for c, e in zip(args.checkpoint, fits):
+        if not any(isinstance(m, GennapePredictor) for m in getattr(e, "members", [])):
+            print(f"error: checkpoint {c!r} has no GENNAPE member; expected a gennape ensemble", file=sys.stderr)
+            return 2
+    ens = fits[0]
     import inspect
 
     from napbench.zoo.gennape.ensemble import GennapeEnsemble
@@ -62,8 +70,15 @@ def main(argv: list[str] | None = None) -> int:
     # blended as a new checkpoint blends (a checkpoint saved before bagging loads with blend_bags=0)
     ens.blend_bags = inspect.signature(GennapeEnsemble).parameters["blend_bags"].default
     t0 = time.perf_counter()
-    prior = ens.weights.numpy() @ ens.member_predictions(data.dataset)
-    print(f"checkpoint {args.checkpoint}; target {args.target} ({len(data):,}); transfer in "
+    mixes = []
+    for c, e in zip(args.checkpoint, fits):
+        p = e.weights.numpy() @ e.member_predictions(data.dataset)
+        mixes.append((p - p.mean()) / (p.std() if p.std() > 0 else 1.0))
+        if len(fits) > 1:
+            print(f"zero-shot SRCC of {c}: {srcc(data.y, p):.4f}; mean of the first {len(mixes)} fits: "
+                  f"{srcc(data.y, np.mean(mixes, axis=0)):.4f}", flush=True)
+    prior = np.mean(mixes, axis=0)
+    print(f"checkpoint {', '.join(args.checkpoint)}; target {args.target} ({len(data):,}); transfer in "
           f"{time.perf_counter() - t0:.0f} s; SRCC on the rest of the family, mean ± std over {args.seeds} seeds")
     print("| k | transfer | GP alone | WL alone | blend | blend weights (transfer / GP / WL) |\n|---|---|---|---|---|---|")
     for k in shots:
