@@ -1,4 +1,4 @@
-"""GENNAPE: contrastive loss, FCM, label transforms, heads, ensemble, checkpoints, predict CLI."""
+"""GENNAPE: contrastive loss, FCM, label transforms, heads, ensemble, a bag of ensembles, checkpoints, predict CLI."""
 
 from __future__ import annotations
 
@@ -13,7 +13,9 @@ from scipy.stats import kendalltau
 from napbench import zoo
 from napbench.errors import InvalidArgumentError
 from napbench.zoo.gennape import transforms as T
+from napbench.zoo.gennape.bag import GennapeBag
 from napbench.zoo.gennape.encoder import laplacian_spectra, spectral_contrastive_loss, spectral_weights
+from napbench.zoo.gennape.ensemble import GennapeEnsemble
 from napbench.zoo.gennape.fcm import fit_fcm, memberships
 from napbench.zoo.gennape.heads import ClusterMLP, merge_sort_order, merge_sort_rank, train_pairwise, train_regression
 
@@ -552,3 +554,70 @@ def test_predict_says_when_it_reads_the_effective_graph(tmp_path: Path, home: Pa
     line = next(s for s in capsys.readouterr().out.splitlines() if s.startswith("graph:"))
     converted, effective = (int(part.split(" nodes")[0].replace(",", "").split()[-1]) for part in line.split("effective graph:"))
     assert effective < converted
+
+# -- gennape-bag: a bag of GENNAPE ensembles fitted with consecutive seeds --------------------
+@pytest.fixture(scope="module")
+def bag(home: Path, nb201):  # noqa: ANN201 - a fitted GennapeBag
+    ds, y = nb201
+    p = zoo.get_predictor("gennape-bag", fits=2, root=str(home),
+                          ensemble_kwargs={"member_kwargs": TINY, "kgnn_epochs": 2, "folds": 2})
+    return p.fit(ds.subset(list(range(48))), y[:48], progress=False)
+
+
+def test_a_bag_predicts_the_mean_of_its_fits_each_fitted_with_its_own_seed(bag, nb201) -> None:
+    ds, _ = nb201
+    assert [f.training_info["fit"]["seed"] for f in bag.fits] == [0, 1]
+    tgt = ds.subset(list(range(48, 64)))
+    each = np.stack([f.predict(tgt) for f in bag.fits])
+    assert not np.allclose(each[0], each[1])  # two seeds, two fits
+    np.testing.assert_allclose(bag.predict(tgt), each.mean(0), rtol=1e-12, atol=1e-12)
+    r = bag.predict_with_uncertainty(tgt)
+    assert list(r["members"]) == ["fit:0", "fit:1"]
+    np.testing.assert_allclose(r["std"], np.abs(each[0] - each[1]) / 2, rtol=1e-9, atol=1e-12)
+
+
+def test_bag_checkpoints_round_trip_and_fine_tuning_blends_without_touching_the_fits(
+        tmp_path: Path, bag, nb201) -> None:
+    ds, y = nb201
+    tgt, rest = ds.subset(list(range(20))), ds.subset(list(range(20, 64)))
+    bag.save_pretrained(tmp_path / "zero")
+    loaded = zoo.load(tmp_path / "zero")
+    assert isinstance(loaded, GennapeBag) and len(loaded.fits) == 2
+    np.testing.assert_array_equal(loaded.predict(rest), bag.predict(rest))
+    before = np.stack([f.predict(rest) for f in loaded.fits])
+    tuned = loaded.clone().fine_tune(tgt, y[:20], seed=0)
+    np.testing.assert_array_equal(np.stack([f.predict(rest) for f in tuned.fits]), before)  # the fits as they were
+    r = tuned.predict_with_uncertainty(rest)
+    assert list(r["members"]) == ["fit:0", "fit:1", "target:gp", "target:wl"]
+    assert sum(r["weights"].values()) == pytest.approx(1.0)
+    parts = np.stack(list(r["members"].values()))
+    w = np.array(list(r["weights"].values()))
+    np.testing.assert_allclose(r["mean"], w @ parts, rtol=1e-9)
+    assert abs(float(np.mean(tuned.predict(tgt))) - float(np.mean(y[:20]))) < 3 * float(np.std(y[:20]))  # label units
+    tuned.save_pretrained(tmp_path / "tuned")
+    np.testing.assert_array_equal(zoo.load(tmp_path / "tuned").predict(rest), tuned.predict(rest))
+
+
+def test_a_bag_is_assembled_from_ensembles_fitted_apart(bag, nb201) -> None:
+    ds, _ = nb201
+    tgt = ds.subset(list(range(48, 64)))
+    again = GennapeBag.from_fits(bag.fits)
+    np.testing.assert_array_equal(again.predict(tgt), bag.predict(tgt))
+    with pytest.raises(InvalidArgumentError, match="not fitted gennape ensembles"):
+        GennapeBag.from_fits([GennapeEnsemble()])
+    with pytest.raises(InvalidArgumentError, match="fits"):
+        GennapeBag(fits=0)
+    with pytest.raises(InvalidArgumentError, match="graph view"):
+        GennapeBag(ensemble_kwargs={"graph_view": "pruned"})
+
+
+def test_predict_prints_a_bag_prediction_with_its_interval(tmp_path: Path, home: Path, bag,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    from napbench.cli import main
+
+    bag.save_pretrained(tmp_path / "ck")
+    args = ["predict", str(tmp_path / "ck"), "napbench.examples:nb201_resnet_cell", "--input-shape", "3,32,32",
+            "--root", str(home), "--reference-size", "30"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("prediction:") and "interval:" in out and "fit:1" in out
