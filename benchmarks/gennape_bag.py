@@ -10,7 +10,8 @@ saved to ``--out`` when given), and the bag and the first fit alone are scored w
 (:func:`napbench.evaluation.protocols.zero_shot` on the whole family, then
 :func:`~napbench.evaluation.protocols.k_shot`: ``--shots`` samples, ``--seeds`` seeds, scored on
 the rest). The first fit is fine-tuned with ``fine_tune_members=False``, which is what the bag
-does with its fits: the two then differ only in the transfer part of the blend.
+does with its fits: the two then differ only in the transfer part of the blend. Both blend with
+the current default ``blend_bags`` (a checkpoint saved before that option loads with 0).
 """
 
 from __future__ import annotations
@@ -34,8 +35,14 @@ def main(argv: list[str] | None = None) -> int:
     from napbench.evaluation.protocols import ProtocolConfig, k_shot, labelled, zero_shot
     from napbench.zoo.gennape.bag import GennapeBag
 
+    import inspect
+
+    from napbench.zoo.gennape.ensemble import GennapeEnsemble
+
+    bags = inspect.signature(GennapeEnsemble).parameters["blend_bags"].default
     try:
         bag = GennapeBag.from_fits(args.checkpoint)
+        bag.fits[0].blend_bags = bags  # the fit whose target models the bag blends
         if args.out:
             bag.save_pretrained(args.out)
     except NapbenchError as exc:
@@ -44,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = ProtocolConfig(shots=args.shots, seeds=args.seeds, max_eval=None, progress=False, plots=False)
     data = labelled(args.target, cfg)
     first = zoo.load(args.checkpoint[0])
-    first.fine_tune_members = False
+    first.fine_tune_members, first.blend_bags = False, bags
     print(f"target {args.target} ({len(data):,}); {len(bag.fits)} fits; cells: SRCC / KT / NDCG@10 / MAE")
     print("| predictor | zero-shot | s | {0}-shot | s |\n|---|---|---|---|---|".format(args.shots))
     for name, p in ((f"bag of {len(bag.fits)} fits", bag), ("first fit alone", first)):

@@ -282,7 +282,7 @@ def test_checkpoint_records_vocabulary_size(ensemble) -> None:
 
 def test_registry_discovers_gennape_without_base_edits() -> None:
     names = zoo.list_predictors()
-    for n in ("gennape", "gennape:cl", "gennape:cl+t", "gennape:cl+fcm+t", "gennape:cl+pairwise", "gennape:cl+fcm+pairwise"):
+    for n in ("gennape", "gennape-bag", "gennape:cl", "gennape:cl+t", "gennape:cl+fcm+t", "gennape:cl+pairwise", "gennape:cl+fcm+pairwise"):
         assert n in names
         assert zoo.get_predictor(n).predictor_name == n
     import inspect
