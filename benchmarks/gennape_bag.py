@@ -30,13 +30,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", help="also save the bag's checkpoint here (a new folder)")
     args = ap.parse_args(argv)
 
+    import inspect
+
     from napbench import zoo
     from napbench.errors import NapbenchError
     from napbench.evaluation.protocols import ProtocolConfig, k_shot, labelled, zero_shot
     from napbench.zoo.gennape.bag import GennapeBag
-
-    import inspect
-
     from napbench.zoo.gennape.ensemble import GennapeEnsemble
 
     bags = inspect.signature(GennapeEnsemble).parameters["blend_bags"].default
