@@ -46,7 +46,9 @@ class GennapeBag(Predictor):
                    "fine-tuned, that mean blended with target models fitted on the k samples.")
     pretrainable = True
     population_relative = True
-    meaning: ClassVar[str] = GennapeEnsemble.meaning.replace("of the six members' predictions", "of the fits' predictions")
+    meaning: ClassVar[str] = GennapeEnsemble.meaning.split(" The uncertainty is")[0] + (
+        " The uncertainty is the standard deviation of the fits' predictions (after fine-tuning, the weighted one of the "
+        "fits and the target models fitted on the k samples).")
 
     def __init__(self, fits: int = 5, ensemble_kwargs: dict[str, Any] | None = None, root: str | None = None,
                  mirror: str | None = None) -> None:
@@ -68,7 +70,8 @@ class GennapeBag(Predictor):
     @classmethod
     def from_fits(cls, fits: Sequence[GennapeEnsemble | str | Path]) -> GennapeBag:
         """A zero-shot bag of fitted ensembles (or their checkpoint folders), in order; the first
-        one's target models are those :meth:`fine_tune` fits."""
+        one's target models are those :meth:`fine_tune` fits. The bag records no ensemble
+        arguments of its own (``ensemble_kwargs`` stays empty): refitting it fits default ensembles."""
         from napbench.zoo._checkpoint import load
 
         ens = [load(f) if isinstance(f, (str, Path)) else f for f in fits]
