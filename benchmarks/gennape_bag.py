@@ -30,15 +30,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", help="also save the bag's checkpoint here (a new folder)")
     args = ap.parse_args(argv)
 
-    import inspect
-
     from napbench import zoo
     from napbench.errors import NapbenchError
     from napbench.evaluation.protocols import ProtocolConfig, k_shot, labelled, zero_shot
     from napbench.zoo.gennape.bag import GennapeBag
-    from napbench.zoo.gennape.ensemble import GennapeEnsemble
-
-    bags = inspect.signature(GennapeEnsemble).parameters["blend_bags"].default
+    from napbench.zoo.gennape.ensemble import BLEND_BAGS as bags
     try:
         bag = GennapeBag.from_fits(args.checkpoint)
         bag.fits[0].blend_bags = bags  # the fit whose target models the bag blends

@@ -63,12 +63,9 @@ def main(argv: list[str] | None = None) -> int:
             rows = np.flatnonzero([bool(keep(a)) for a in data.dataset.archs])
             ds, y = data.take(rows)
             targets.append((name, Labelled(data.family, data.label, ds, y)))
-    import inspect
-
-    from napbench.zoo.gennape.ensemble import GennapeEnsemble
+    from napbench.zoo.gennape.ensemble import BLEND_BAGS as bags
 
     ens = zoo.load(args.checkpoint)
-    bags = inspect.signature(GennapeEnsemble).parameters["blend_bags"].default
     settings = {"in-sample": {"out_of_fold": False, "target_models": (), "weight_temperature": 1.0},
                 "out-of-fold": {"out_of_fold": True, "target_models": (), "weight_temperature": 1.0},
                 "out-of-fold+wl": {"out_of_fold": True, "target_models": ("wl",), "weight_temperature": 1.0},

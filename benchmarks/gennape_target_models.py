@@ -62,13 +62,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: checkpoint {c!r} has no GENNAPE member; expected a gennape ensemble", file=sys.stderr)
             return 2
     ens = fits[0]
-    import inspect
-
-    from napbench.zoo.gennape.ensemble import GennapeEnsemble
+    from napbench.zoo.gennape.ensemble import BLEND_BAGS
 
     ens.target_models = ("gp", "wl")
     # blended as a new checkpoint blends (a checkpoint saved before bagging loads with blend_bags=0)
-    ens.blend_bags = inspect.signature(GennapeEnsemble).parameters["blend_bags"].default
+    ens.blend_bags = BLEND_BAGS
     t0 = time.perf_counter()
     mixes = []
     for c, e in zip(args.checkpoint, fits):

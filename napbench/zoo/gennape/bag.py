@@ -33,7 +33,7 @@ from napbench.zoo._checkpoint import load_members, save_members
 from napbench.zoo._graphs import GraphsLike, check_graphs_labels
 from napbench.zoo._interface import Predictor, utc_now
 from napbench.zoo._registry import register_predictor
-from napbench.zoo.gennape.ensemble import MIN_TARGET_SAMPLES, GennapeEnsemble
+from napbench.zoo.gennape.ensemble import MIN_TARGET_SAMPLES, GennapeEnsemble, blend_parts, label_map, weighted_report
 
 __all__ = ["GennapeBag"]
 
@@ -167,7 +167,7 @@ class GennapeBag(Predictor):
             info = {"blend_weights": dict(zip(["fits", *blend["models"]], blend["weights"])), "blend_loo_srcc": blend["loo_srcc"]}
         else:
             a, b = float(mix.mean()), float(mix.std()) if mix.std() > 1e-12 else 1.0
-        self.out_map = torch.tensor([mu - sd * a / b, sd / b], dtype=torch.float64)
+        self.out_map = label_map(mu, sd, a, b)
         self._record("fine_tune", graphs, y, seed=seed, **info)
         return self
 
@@ -182,16 +182,8 @@ class GennapeBag(Predictor):
         blend: Mapping[str, Any] | None = self.training_info.get("blend")
         if blend:
             first = self.fits[0]
-            bw = np.asarray(blend["weights"], dtype=np.float64)
-            p = np.concatenate([(p - blend["loc"][0]) / blend["scale"][0],
-                                np.stack(first._target_parts(first._view(graphs), blend))])
-            names += [f"target:{t}" for t in blend["models"]]
-            w = np.concatenate([bw[0] * w, bw[1:]])
-        mean = (w[:, None] * p).sum(0)
-        std = np.sqrt((w[:, None] * (p - mean) ** 2).sum(0))
-        a, b = (float(v) for v in self.out_map)
-        return {"mean": a + b * mean, "std": b * std, "members": {n: a + b * p[i] for i, n in enumerate(names)},
-                "weights": dict(zip(names, w.tolist()))}
+            p, names, w = blend_parts(p, names, w, blend, first._target_parts(first._view(graphs), blend))
+        return weighted_report(p, names, w, self.out_map)
 
     def predict(self, graphs: GraphsLike, *, progress: bool = False) -> np.ndarray:
         """The bag's prediction (see the module docstring for its scale)."""

@@ -59,7 +59,7 @@ their label transforms (pairwise members: the normal quantile of their merge-sor
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -90,8 +90,11 @@ MIN_TARGET_SAMPLES = 5
 #: more than this: the target models and the blend weights are fitted on a seeded subsample of this
 #: size (kernel models cost O(k^3) time and O(k^2) memory)
 MAX_TARGET_SAMPLES = 2000
+#: bootstrap resamples of the fine-tuning sample the blend weights are averaged over (``blend_bags``)
+BLEND_BAGS = 50
 
-__all__ = ["MEMBERS", "TARGET_MODELS", "ZERO_SHOT_WEIGHTS", "GennapeEnsemble"]
+__all__ = ["BLEND_BAGS", "MEMBERS", "TARGET_MODELS", "ZERO_SHOT_WEIGHTS", "GennapeEnsemble", "blend_parts",
+           "label_map", "weighted_report"]
 
 
 @register_predictor("gennape")
@@ -125,7 +128,7 @@ class GennapeEnsemble(Predictor):
         fine_tune_members: bool = True,
         target_models: tuple[str, ...] = ("gp", "wl"),
         blend_step: float = 0.1,
-        blend_bags: int = 50,
+        blend_bags: int = BLEND_BAGS,
         wl_iterations: int = 2,
         graph_view: str = "effective",
         source_task: str | None = None,
@@ -335,13 +338,13 @@ class GennapeEnsemble(Predictor):
             info = {"taus": [round(float(t), 4) for t in self.taus], "members_fine_tuned": False}
         c0, c1 = float(mix_oof.mean()), float(mix_oof.std()) if mix_oof.std() > 1e-12 else 1.0
         # the members' mix maps to label units as its out-of-fold values do to the sample's z-scores
-        self.out_map = torch.tensor([mu - sd * c0 / c1, sd / c1], dtype=torch.float64)
+        self.out_map = label_map(mu, sd, c0, c1)
         self.training_info.pop("wl_residual", None)
         self.training_info.pop("blend", None)
         if self.target_models and n >= MIN_TARGET_SAMPLES:
             blend = self._fit_blend(graphs, z, mix_oof, seed=seed)
             self.training_info["blend"] = blend
-            self.out_map = torch.tensor([mu - sd * blend["out"][0] / blend["out"][1], sd / blend["out"][1]], dtype=torch.float64)
+            self.out_map = label_map(mu, sd, *blend["out"])
             info["blend_weights"] = dict(zip(["members", *blend["models"]], blend["weights"]))
             info["blend_loo_srcc"] = blend["loo_srcc"]
         self._record("fine_tune", graphs, y, seed=seed, **info)
@@ -530,17 +533,9 @@ class GennapeEnsemble(Predictor):
         names, w = list(self.member_names), self.weights.numpy()
         blend = self.training_info.get("blend")
         if blend:  # fine-tuned with target models: members (standardised as the mix) and target models, blended
-            bw = np.asarray(blend["weights"], dtype=np.float64)
-            p = np.concatenate([(p - blend["loc"][0]) / blend["scale"][0], *(t[None] for t in self._target_parts(sub, blend))])
-            p = p if inverse is None else p[:, inverse]
-            names, w = names + [f"target:{t}" for t in blend["models"]], np.concatenate([bw[0] * w, bw[1:]])
-        else:
-            p = p if inverse is None else p[:, inverse]
-        mean = (w[:, None] * p).sum(0)  # column by column: a graph's value does not depend on the call's size
-        std = np.sqrt((w[:, None] * (p - mean) ** 2).sum(0))
-        a, b = (float(v) for v in self.out_map)
-        out = {"mean": a + b * mean, "std": b * std, "members": {n: a + b * p[i] for i, n in enumerate(names)},
-               "weights": dict(zip(names, w.tolist()))}
+            p, names, w = blend_parts(p, names, w, blend, self._target_parts(sub, blend))
+        p = p if inverse is None else p[:, inverse]
+        out = weighted_report(p, names, w, self.out_map)
         state = self.training_info.get("wl_residual")  # fine-tuned before the blend: a WL residual correction
         if state:
             corr = float(state["label_std"]) * WLRidge.from_state(state).predict(sub)
@@ -552,6 +547,31 @@ class GennapeEnsemble(Predictor):
     def predict(self, graphs: GraphsLike, *, progress: bool = False) -> np.ndarray:
         """The weighted mean of the members (see the module docstring for its scale)."""
         return self.predict_with_uncertainty(graphs)["mean"]
+
+
+def label_map(mu: float, sd: float, loc: float, scale: float) -> torch.Tensor:
+    """``[a, b]`` with ``a + b * v`` in label units: out-of-sample values of mean ``loc`` and standard
+    deviation ``scale`` map to the sample's labels (mean ``mu``, std ``sd``) as they map to its z-scores."""
+    return torch.tensor([mu - sd * loc / scale, sd / scale], dtype=torch.float64)
+
+
+def blend_parts(p: np.ndarray, names: list[str], w: np.ndarray, blend: Mapping[str, Any],
+                targets: Sequence[np.ndarray]) -> tuple[np.ndarray, list[str], np.ndarray]:
+    """The blend's parts: ``p`` (rows weighted by ``w``, standardised as the blend's part 0) and the
+    fitted ``targets`` (standardised, see :meth:`GennapeEnsemble._target_parts`), with their names and weights."""
+    bw = np.asarray(blend["weights"], dtype=np.float64)
+    p = np.concatenate([(p - blend["loc"][0]) / blend["scale"][0], *(t[None] for t in targets)])
+    return p, names + [f"target:{t}" for t in blend["models"]], np.concatenate([bw[0] * w, bw[1:]])
+
+
+def weighted_report(p: np.ndarray, names: list[str], w: np.ndarray, out_map: torch.Tensor) -> dict[str, Any]:
+    """``mean``, ``std`` (weighted spread), ``members`` and ``weights`` of the weighted parts ``p``
+    ``(parts, N)``, mapped to label units by ``out_map``."""
+    mean = (w[:, None] * p).sum(0)  # column by column: a graph's value does not depend on the call's size
+    std = np.sqrt((w[:, None] * (p - mean) ** 2).sum(0))
+    a, b = (float(v) for v in out_map)
+    return {"mean": a + b * mean, "std": b * std, "members": {n: a + b * p[i] for i, n in enumerate(names)},
+            "weights": dict(zip(names, w.tolist()))}
 
 
 def _shares_encoder(member: Predictor, first: Predictor) -> bool:
