@@ -541,6 +541,23 @@ def test_ensemble_reads_effective_graphs_and_older_checkpoints_keep_theirs(tmp_p
         zoo.get_predictor("gennape", graph_view="pruned")
 
 
+def test_the_encoder_is_pretrained_on_the_graphs_the_ensemble_reads(home: Path, ensemble) -> None:
+    from napbench.zoo._views import zero_rows
+    from napbench.zoo.gennape.predictors import pretraining_set
+
+    first = ensemble._first_gennape()
+    assert first.pretrain_view == "effective" and bool(first.pretrained)
+    (seen,) = [d for k, d in first.cache.datasets.items() if k[-1] == "effective"]
+    raw = pretraining_set(["nb201"], 24, seed=0, root=str(home))
+    assert len(zero_rows(raw)) > 0 and len(zero_rows(seen)) == 0  # it read them without their constant branches
+    view = ensemble._view(raw)
+    assert seen.table.column("graph_id").to_pylist() == view.table.column("graph_id").to_pylist()
+    alone = zoo.get_predictor("gennape:cl+t", **TINY, root=str(home))
+    assert alone.pretrain_view == "as_converted"  # a member alone reads what it is given, and so do older checkpoints
+    with pytest.raises(InvalidArgumentError, match="graph view"):
+        zoo.get_predictor("gennape:cl+t", pretrain_view="pruned")
+
+
 def test_predict_says_when_it_reads_the_effective_graph(tmp_path: Path, home: Path, ensemble,
                                                        capsys: pytest.CaptureFixture[str]) -> None:
     from napbench.cli import main

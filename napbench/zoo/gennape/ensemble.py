@@ -215,7 +215,8 @@ class GennapeEnsemble(Predictor):
         out: list[Predictor] = []
         for name in self.member_names:
             if name in _GENNAPE_MEMBERS:
-                kw = {"root": self.root, "mirror": self.mirror, "cache": self.cache, "source_task": self.source_task, **self.member_kwargs}
+                kw = {"root": self.root, "mirror": self.mirror, "cache": self.cache, "source_task": self.source_task,
+                      "pretrain_view": self.graph_view, **self.member_kwargs}
                 out.append(get_predictor(name, **kw))
             elif name == "kgnn":
                 out.append(get_predictor("kgnn", epochs=self.kgnn_epochs))

@@ -15,7 +15,10 @@ Pipeline (every stage usable on its own):
 1. :meth:`GennapePredictor.pretrain` -- label-free contrastive pretraining of the
    :class:`~napbench.zoo.gennape.encoder.GraphEncoder` on graphs of every family
    (:func:`pretraining_set`: ``pretrain_per_family`` seeded graphs of each of
-   ``pretrain_families``, default every registered family, unlabelled ones included).
+   ``pretrain_families``, default every registered family, unlabelled ones included), read
+   through ``pretrain_view`` (:mod:`napbench.zoo._views`; ``"as_converted"`` for a member
+   alone, the ensemble's own ``graph_view`` for its members, so the encoder is pretrained on
+   the graphs it then embeds).
    ``fit`` runs it first when the encoder is not pretrained yet; a shared
    :class:`EncoderCache` keeps pretrained encoders per (configuration, seed) and
    embeddings per (encoder, graph), so leave-one-family-out folds and k-shot clones reuse them.
@@ -76,6 +79,7 @@ from napbench.zoo._graphs import (
 )
 from napbench.zoo._interface import Predictor, torch_threads, utc_now
 from napbench.zoo._registry import register_predictor
+from napbench.zoo._views import check_view, graph_view
 from napbench.zoo.features import PackedGraphs, pack, packed_if_cached
 from napbench.zoo.gennape import transforms as T
 from napbench.zoo.gennape.encoder import GraphEncoder, laplacian_spectra, log_macs, spectral_contrastive_loss
@@ -187,6 +191,7 @@ class GennapePredictor(Predictor):
         pretrain_per_family: int = 128,
         pretrain_epochs: int = 5,
         pretrain_lr: float = 1e-3,
+        pretrain_view: str = "as_converted",
         batch_size: int = 128,
         tau: float = 0.1,
         spectral_temperature: float = 0.05,
@@ -235,6 +240,7 @@ class GennapePredictor(Predictor):
         self.variant, self.use_fcm, self.transform, self.source_task = str(variant), bool(fcm), transform, source_task
         self.pretrain_families = list(pretrain_families) if pretrain_families else None
         self.pretrain_per_family, self.pretrain_epochs, self.pretrain_lr = pretrain_per_family, int(pretrain_epochs), float(pretrain_lr)
+        self.pretrain_view = check_view(pretrain_view)
         self.batch_size, self.tau, self.spectral_temperature = batch_size, float(tau), float(spectral_temperature)
         self.n_eigs, self.flops_weight, self.pca_dims = n_eigs, float(flops_weight), pca_dims
         self.feature_norm, self.min_family_size = feature_norm, min_family_size
@@ -296,7 +302,7 @@ class GennapePredictor(Predictor):
     def _pretrain_key(self, seed: int) -> tuple[Any, ...]:
         cfg = self.checkpoint_config()
         keys = ("hidden", "gnn_layers", "heads", "dropout", "max_attention_nodes", "pretrain_families", "pretrain_per_family",
-                "pretrain_epochs", "pretrain_lr", "batch_size", "tau", "spectral_temperature", "n_eigs", "flops_weight", "num_ops")
+                "pretrain_epochs", "pretrain_lr", "pretrain_view", "batch_size", "tau", "spectral_temperature", "n_eigs", "flops_weight", "num_ops")
         return (*(repr(cfg.get(k)) for k in keys), seed)
 
     def pretrain(self, graphs: GraphsLike, *, epochs: int | None = None, seed: int = 0, progress: bool = True) -> GennapePredictor:
@@ -351,11 +357,12 @@ class GennapePredictor(Predictor):
         key = self._pretrain_key(seed)
         hit = self.cache.encoders.get(key)
         if hit is None:
-            dkey = (repr(self.pretrain_families), self.pretrain_per_family, seed, self.root)
+            dkey = (repr(self.pretrain_families), self.pretrain_per_family, seed, self.root, self.pretrain_view)
             ds = self.cache.datasets.get(dkey)
             if ds is None:
                 ds = pretraining_set(self.pretrain_families, self.pretrain_per_family, seed=seed, root=self.root,
                                      mirror=self.mirror, progress=progress)
+                ds = graph_view(ds, self.pretrain_view, root=self.root, progress=progress)
                 self.cache.datasets[dkey] = ds
             self.pretrain(ds, seed=seed, progress=progress)
             self.cache.encoders[key] = ({k: v.clone() for k, v in self.encoder.state_dict().items()},
