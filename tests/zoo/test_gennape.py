@@ -541,21 +541,25 @@ def test_ensemble_reads_effective_graphs_and_older_checkpoints_keep_theirs(tmp_p
         zoo.get_predictor("gennape", graph_view="pruned")
 
 
-def test_the_encoder_is_pretrained_on_the_graphs_the_ensemble_reads(home: Path, ensemble) -> None:
-    from napbench.zoo._views import zero_rows
+def test_the_encoder_is_pretrained_on_the_view_it_is_given(home: Path, ensemble) -> None:
+    from napbench.zoo._views import graph_view, zero_rows
     from napbench.zoo.gennape.predictors import pretraining_set
 
-    first = ensemble._first_gennape()
-    assert first.pretrain_view == "effective" and bool(first.pretrained)
-    (seen,) = [d for k, d in first.cache.datasets.items() if k[-1] == "effective"]
+    assert ensemble.pretrain_view == "as_converted" == ensemble._first_gennape().pretrain_view  # the default
+    ens = zoo.get_predictor("gennape", member_kwargs=TINY, pretrain_view="effective", root=str(home))
+    assert {m.pretrain_view for m in ens._build() if hasattr(m, "pretrain_view")} == {"effective"}  # passed on
+    member = zoo.get_predictor("gennape:cl+t", **TINY, pretrain_view="effective", root=str(home))
+    member._ensure_pretrained(0, False)
+    (seen,) = member.cache.datasets.values()
     raw = pretraining_set(["nb201"], 24, seed=0, root=str(home))
     assert len(zero_rows(raw)) > 0 and len(zero_rows(seen)) == 0  # it read them without their constant branches
-    view = ensemble._view(raw)
+    view = graph_view(raw, "effective", root=str(home))
     assert seen.table.column("graph_id").to_pylist() == view.table.column("graph_id").to_pylist()
-    alone = zoo.get_predictor("gennape:cl+t", **TINY, root=str(home))
-    assert alone.pretrain_view == "as_converted"  # a member alone reads what it is given, and so do older checkpoints
+    assert bool(member.pretrained)
     with pytest.raises(InvalidArgumentError, match="graph view"):
         zoo.get_predictor("gennape:cl+t", pretrain_view="pruned")
+    with pytest.raises(InvalidArgumentError, match="graph view"):
+        zoo.get_predictor("gennape", pretrain_view="pruned")
 
 
 def test_predict_says_when_it_reads_the_effective_graph(tmp_path: Path, home: Path, ensemble,
@@ -613,6 +617,26 @@ def test_bag_checkpoints_round_trip_and_fine_tuning_blends_without_touching_the_
     assert abs(float(np.mean(tuned.predict(tgt))) - float(np.mean(y[:20]))) < 3 * float(np.std(y[:20]))  # label units
     tuned.save_pretrained(tmp_path / "tuned")
     np.testing.assert_array_equal(zoo.load(tmp_path / "tuned").predict(rest), tuned.predict(rest))
+
+
+def test_a_fine_tuned_bag_averages_one_gp_per_fit(bag, nb201) -> None:
+    from napbench.zoo.gennape.blend import EmbeddingGP
+
+    ds, y = nb201
+    tgt, rest = ds.subset(list(range(20))), ds.subset(list(range(20, 64)))
+    tuned = bag.clone().fine_tune(tgt, y[:20], seed=0)
+    gps = tuned.training_info["blend"]["gp"]
+    assert len(gps) == len(tuned.fits) == 2
+    z = (y[:20] - y[:20].mean()) / y[:20].std()
+    view, later = tuned.fits[0]._view(tgt), tuned.fits[0]._view(rest)
+    by_hand = []
+    for f, g in zip(tuned.fits, gps):  # each fit's GP on its own encoder, standardised by its own LOO values
+        gp = EmbeddingGP().fit(f._first_gennape().embed(view), z, seed=0)
+        assert g["loc"] == pytest.approx(gp.loo.mean()) and g["scale"] == pytest.approx(gp.loo.std())
+        by_hand.append((gp.predict(f._first_gennape().embed(later)) - g["loc"]) / g["scale"])
+    part = tuned.predict_with_uncertainty(rest)["members"]["target:gp"]  # the averaged part, mapped to label units
+    assert np.corrcoef(part, np.mean(by_hand, axis=0))[0, 1] == pytest.approx(1.0, abs=1e-9)
+    assert np.corrcoef(part, by_hand[0])[0, 1] < 1 - 1e-6  # not the first fit's GP alone
 
 
 def test_a_bag_is_assembled_from_ensembles_fitted_apart(bag, nb201) -> None:

@@ -16,9 +16,8 @@ Pipeline (every stage usable on its own):
    :class:`~napbench.zoo.gennape.encoder.GraphEncoder` on graphs of every family
    (:func:`pretraining_set`: ``pretrain_per_family`` seeded graphs of each of
    ``pretrain_families``, default every registered family, unlabelled ones included), read
-   through ``pretrain_view`` (:mod:`napbench.zoo._views`; ``"as_converted"`` for a member
-   alone, the ensemble's own ``graph_view`` for its members, so the encoder is pretrained on
-   the graphs it then embeds).
+   through ``pretrain_view`` (:mod:`napbench.zoo._views`; default ``"as_converted"``, and the
+   ensemble passes its own ``pretrain_view`` to its members).
    ``fit`` runs it first when the encoder is not pretrained yet; a shared
    :class:`EncoderCache` keeps pretrained encoders per (configuration, seed) and
    embeddings per (encoder, graph), so leave-one-family-out folds and k-shot clones reuse them.
